@@ -1,0 +1,94 @@
+"""What every unetzoo network shares: its config, input checks, and padding to its stride."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+
+class SegmentationModel(nn.Module):
+    """Base of the assemblers.
+
+    Subclasses call :meth:`_setup` with their constructor arguments and define
+    ``_forward_padded``, which sees an input padded to a multiple of ``output_stride``.
+    ``config`` holds every argument that rebuilds the network (``architecture`` is added by
+    :func:`unetzoo.create_model`).
+    """
+
+    spatial_dims: int
+    in_channels: int
+    output_stride: int
+
+    def _setup(self, args: dict[str, Any]) -> None:
+        self.config: dict[str, Any] = {
+            k: list(v) if isinstance(v, tuple) else v
+            for k, v in args.items()
+            if k not in ("self", "__class__")
+        }
+        self.spatial_dims = args["spatial_dims"]
+        self.in_channels = args["in_channels"]
+        self.gradient_checkpointing = bool(args.get("gradient_checkpointing", False))
+
+    def check_input(self, x: Tensor) -> None:
+        """Raise a ``ValueError`` naming the expected shape when ``x`` does not fit the network."""
+        rank = self.spatial_dims + 2
+        layout = "(N, C, H, W)" if self.spatial_dims == 2 else "(N, C, D, H, W)"
+        if x.dim() != rank:
+            raise ValueError(
+                f"{type(self).__name__} with spatial_dims={self.spatial_dims} expects a "
+                f"{rank}-D input {layout}, got a {x.dim()}-D tensor of shape {tuple(x.shape)}"
+            )
+        if x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"{type(self).__name__} expects {self.in_channels} input channel(s) "
+                f"{layout} with C={self.in_channels}, got {x.shape[1]} (shape {tuple(x.shape)})"
+            )
+
+    def run(self, module: nn.Module, *args: Tensor | None) -> Tensor:
+        """Call ``module``, through activation checkpointing when that is enabled and training."""
+        if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+            return checkpoint(module, *args, use_reentrant=False)
+        return module(*args)
+
+    def forward(self, x: Tensor):
+        """Segment ``x`` of shape ``(N, in_channels, *S)``; logits come back at size ``S``.
+
+        Any spatial size works: the input is zero-padded to a multiple of ``output_stride``
+        and the outputs are cropped back.
+        """
+        self.check_input(x)
+        size = list(x.shape[2:])
+        padded = [math.ceil(s / self.output_stride) * self.output_stride for s in size]
+        if padded != size:
+            pad: list[int] = []
+            for s, p in zip(reversed(size), reversed(padded), strict=True):
+                pad += [0, p - s]
+            x = F.pad(x, pad)
+        out = self._forward_padded(x)
+        if padded == size:
+            return out
+        return _map_tensors(out, lambda t: _crop(t, size))
+
+    def _forward_padded(self, x: Tensor):
+        raise NotImplementedError
+
+
+def _crop(t: Tensor, size: list[int]) -> Tensor:
+    """Crop the trailing spatial dims of a segmentation map; class logits (N, K) pass through."""
+    if t.dim() == 2:
+        return t
+    index = [slice(None), slice(None)] + [slice(0, s) for s in size]
+    return t[tuple(index)]
+
+
+def _map_tensors(out, fn):
+    if isinstance(out, Tensor):
+        return fn(out)
+    if isinstance(out, (list, tuple)):
+        return type(out)(_map_tensors(o, fn) for o in out)
+    return out
