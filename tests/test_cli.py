@@ -1,0 +1,64 @@
+"""The unetzoo command line: list and info."""
+
+from __future__ import annotations
+
+import re
+
+from typer.testing import CliRunner
+
+import unetzoo
+from unetzoo.cli import app
+
+runner = CliRunner()
+
+
+def test_list_shows_every_model_with_parameters() -> None:
+    result = runner.invoke(app, ["list"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    for name in unetzoo.list_models():
+        assert re.search(rf"│ {name}\s+│", result.output), name
+    assert "34,527,041" in result.output and "39,442,925" in result.output
+    assert "Ronneberger 2015" in result.output
+
+
+def test_list_pattern_filters() -> None:
+    result = runner.invoke(app, ["list", "*3d*"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "unet3d" in result.output and "attn_unet3d_cbam" in result.output
+    assert "resnet" not in result.output
+
+
+def test_list_pattern_without_match_fails() -> None:
+    result = runner.invoke(app, ["list", "segformer*"])
+    assert result.exit_code == 2
+    assert "no model matches 'segformer*'" in result.output
+
+
+def test_info_shows_config_params_macs_and_constraints() -> None:
+    result = runner.invoke(app, ["info", "unet", "--size", "64x64"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "parameters: 34,527,041" in result.output
+    assert "MACs at 1×3×64×64:" in result.output
+    macs = float(re.search(r"MACs at .*: ([\d.]+) G", result.output)[1])
+    assert abs(macs - 65.35 / 16) < 0.05  # 65.35 GMACs at 256², and MACs scale with the area
+    assert "multiple of 16" in result.output
+    assert '"architecture": "unet"' in result.output
+    assert "arXiv:1505.04597" in result.output
+
+
+def test_info_3d_and_overrides() -> None:
+    result = runner.invoke(app, ["info", "unet", "--spatial-dims", "3", "--classes", "4", "--size", "32"])
+    assert result.exit_code == 0, result.output
+    assert "1×3×32×32×32" in result.output and '"classes": 4' in result.output
+
+
+def test_info_unknown_name_suggests() -> None:
+    result = runner.invoke(app, ["info", "atention_unet"])
+    assert result.exit_code == 2
+    assert "closest: attn_unet" in result.output
+
+
+def test_info_bad_size() -> None:
+    result = runner.invoke(app, ["info", "unet", "--size", "64x"])
+    assert result.exit_code == 2
+    assert "--size '64x'" in result.output

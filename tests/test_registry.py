@@ -1,0 +1,61 @@
+"""The Registry: names, patterns, close matches, entry-point plugins."""
+
+from __future__ import annotations
+
+from importlib import metadata
+
+import pytest
+
+from unetzoo.registry import Registry, UnknownNameError
+
+
+def fake_entry_points(monkeypatch: pytest.MonkeyPatch, group: str, entries: dict[str, str]) -> None:
+    eps = metadata.EntryPoints(metadata.EntryPoint(name, value, group) for name, value in entries.items())
+    monkeypatch.setattr(metadata, "entry_points", lambda group=None: eps.select(group=group))
+
+
+def test_register_get_names_and_patterns() -> None:
+    reg = Registry("widget")
+    reg.add("alpha", 1)
+    reg.register("beta_two")(2)
+
+    @reg.register()
+    def gamma():
+        return 3
+
+    assert reg.names() == ["alpha", "beta_two", "gamma"]
+    assert reg.names("*a") == ["alpha", "gamma"]
+    assert reg.get("beta_two") == 2 and "gamma" in reg
+    with pytest.raises(UnknownNameError, match="unknown widget 'alpah'; closest: alpha"):
+        reg.get("alpah")
+
+
+def test_duplicate_names_are_errors_naming_both() -> None:
+    reg = Registry("widget")
+    reg.add("alpha", 1)
+    with pytest.raises(ValueError, match="'alpha' from other-pkg clashes with .* from unetzoo"):
+        reg.add("alpha", 2, source="other-pkg")
+
+
+def test_plugins_load_lazily_and_failures_do_not_break_the_rest(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_entry_points(
+        monkeypatch, "test.widgets",
+        {"good": "json:dumps", "broken": "no_such_module_xyz:thing"},
+    )  # fmt: skip
+    reg = Registry("widget", group="test.widgets")
+    reg.add("builtin", 0)
+    with pytest.warns(UserWarning, match="widget plugin broken .* failed to load"):
+        names = reg.names()
+    assert names == ["builtin", "good"]
+    assert "ModuleNotFoundError" in next(iter(reg.plugin_errors.values()))
+    import json
+
+    assert reg.get("good") is json.dumps
+
+
+def test_plugin_clashing_with_builtin_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_entry_points(monkeypatch, "test.widgets", {"builtin": "json:dumps"})
+    reg = Registry("widget", group="test.widgets")
+    reg.add("builtin", 0)
+    with pytest.raises(ValueError, match="widget 'builtin' from .*json:dumps.* clashes .* from unetzoo"):
+        reg.names()
