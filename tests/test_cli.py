@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -62,3 +63,41 @@ def test_info_bad_size() -> None:
     result = runner.invoke(app, ["info", "unet", "--size", "64x"])
     assert result.exit_code == 2
     assert "--size '64x'" in result.output
+
+
+def test_pretrained_tags_download_and_push(tmp_path, hf_cache, monkeypatch) -> None:
+    from tests.test_pretrained import TINY, publish
+    from unetzoo.weights import TABLE_ENV
+
+    model = unetzoo.create_model("unet", **TINY)
+    publish(tmp_path, hf_cache, model, "org/tiny")
+    monkeypatch.setenv(TABLE_ENV, str(tmp_path / "weights.json"))
+    result = runner.invoke(app, ["list", "--pretrained"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "unet.mine" in result.output and "org/tiny" in result.output
+
+    result = runner.invoke(app, ["download", "unet", "--to", str(tmp_path / "copy")])
+    assert result.exit_code == 0, result.output
+    assert unetzoo.from_pretrained(tmp_path / "copy").config["encoder_channels"] == [4, 8, 16, 32]
+    result = runner.invoke(app, ["download", "org/absent"])
+    assert result.exit_code == 2 and "download of 'org/absent' failed" in result.output
+
+    pushed = {}
+
+    class FakeApi:
+        def __init__(self, token=None):
+            pass
+
+        def create_repo(self, repo_id, private=None, exist_ok=False):
+            pushed["repo"] = (repo_id, private)
+
+        def upload_folder(self, repo_id, folder_path, revision=None, commit_message=""):
+            pushed["files"] = sorted(p.name for p in Path(folder_path).iterdir())
+            return f"https://example.invalid/{repo_id}/commit/1"
+
+    monkeypatch.setattr("huggingface_hub.HfApi", FakeApi)
+    result = runner.invoke(app, ["push", str(tmp_path / "copy"), "me/tiny", "--private"])
+    assert result.exit_code == 0, result.output
+    assert pushed == {"repo": ("me/tiny", True), "files": ["README.md", "config.json", "model.safetensors"]}
+    result = runner.invoke(app, ["push", str(tmp_path / "nothing"), "me/tiny"])
+    assert result.exit_code == 2 and "not a loadable unetzoo model folder" in result.output

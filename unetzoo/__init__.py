@@ -1,5 +1,8 @@
 """unetzoo: U-Net variants for 2D and 3D semantic segmentation, reachable by name."""
 
+__version__ = "0.1.0"
+
+from .hub import from_pretrained, push_to_hub, save_pretrained
 from .models import (
     SegmentationModel,
     UNet,
@@ -9,8 +12,7 @@ from .models import (
     register_model,
 )
 from .registry import UnknownNameError
-
-__version__ = "0.1.0"
+from .weights import list_pretrained
 
 __all__ = [
     "SegmentationModel",
@@ -19,6 +21,10 @@ __all__ = [
     "UnknownNameError",
     "__version__",
     "create_model",
+    "from_pretrained",
     "list_models",
+    "list_pretrained",
+    "push_to_hub",
     "register_model",
+    "save_pretrained",
 ]

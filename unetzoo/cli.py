@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -14,6 +16,7 @@ from .models import list_models
 from .models.papers import full_references
 from .registry import UnknownNameError
 from .summary import count_macs, summarize
+from .weights import TABLE_ENV, get_weights, list_pretrained, resolve_pretrained
 
 app = typer.Typer(
     help="unetzoo: U-Net variants for 2D and 3D segmentation.",
@@ -25,15 +28,19 @@ console = Console()
 
 
 def _fail(message: str) -> None:
-    Console(stderr=True).print(f"[red]error:[/red] {message}", highlight=False)
+    Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {message}", highlight=False)
     raise typer.Exit(2)
 
 
 @app.command("list")
 def list_command(
     pattern: Annotated[str, typer.Argument(help="Shell-style filter on model names.")] = "*",
+    pretrained: Annotated[bool, typer.Option("--pretrained", help="Show published weight tags.")] = False,
 ) -> None:
-    """Show the registered models: name, dimensions, parameters, paper."""
+    """Show the registered models (name, dimensions, parameters, paper), or their weight tags."""
+    if pretrained:
+        _list_pretrained(pattern)
+        return
     names = list_models(pattern)
     if not names:
         _fail(f"no model matches {pattern!r}; try 'unetzoo list' for all of them")
@@ -46,6 +53,22 @@ def list_command(
         s = summarize(name)
         table.add_row(name, s.dims, f"{s.parameters:,}", s.paper)
     console.print(table)
+
+
+def _list_pretrained(pattern: str) -> None:
+    tags = list_pretrained(pattern if "." in pattern or pattern == "*" else f"{pattern}.*")
+    table = Table(title=f"published weights: {len(tags)} tags")
+    for column in ("tag", "default", "repo", "revision", "dataset", "sha256"):
+        table.add_column(column, no_wrap=column in ("tag", "sha256"))
+    for tag in tags:
+        w = get_weights(tag)
+        table.add_row(tag, "yes" if w.default else "", w.repo_id, w.revision[:12], w.dataset, w.sha256[:16])
+    console.print(table)
+    if not tags:
+        console.print(
+            f"No tags match {pattern!r}. Tables: the built-in one, files named in {TABLE_ENV}, "
+            "and plugins of the 'unetzoo.weights' entry points."
+        )
 
 
 def _parse_size(size: str, spatial_dims: int) -> tuple[int, ...]:
@@ -99,6 +122,59 @@ def info(
         )
     )
     console.print_json(json.dumps(s.config))
+
+
+@app.command()
+def download(
+    name_or_tag: Annotated[
+        str, typer.Argument(help="A weight tag, a model name (its default tag) or a repo id.")
+    ],
+    to: Annotated[Path | None, typer.Option(help="Copy into this folder instead of the HF cache.")] = None,
+) -> None:
+    """Fetch published weights into the Hugging Face cache (or a folder) for later offline use."""
+    from huggingface_hub import snapshot_download
+
+    from .hub import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, resolve_files
+
+    if name_or_tag in list_pretrained() or name_or_tag in list_models():
+        model, _, tag = name_or_tag.partition(".")
+        repo_id, revision, sha256 = resolve_pretrained(model, tag or True)
+    elif name_or_tag.count("/") == 1:
+        repo_id, revision, sha256 = name_or_tag, None, None
+    else:
+        _fail(f"{name_or_tag!r} is no weight tag, model name or repo id; see 'unetzoo list --pretrained'")
+    files = [CONFIG_NAME, WEIGHTS_NAME, CARD_NAME]
+    try:
+        folder = Path(snapshot_download(repo_id, revision=revision, allow_patterns=files))
+        resolve_files(folder, sha256=sha256)
+    except Exception as exc:
+        _fail(f"download of {repo_id!r} failed: {type(exc).__name__}: {exc}")
+    if to is not None:  # copied from the cache, so this also works offline once cached
+        to.mkdir(parents=True, exist_ok=True)
+        for name in files:
+            if (folder / name).is_file():
+                shutil.copyfile(folder / name, to / name)
+        folder = to
+    console.print(f"{repo_id} → {folder}")
+
+
+@app.command()
+def push(
+    directory: Annotated[Path, typer.Argument(help="A folder written by save_pretrained.")],
+    repo_id: Annotated[str, typer.Argument(help="Target Hub repo, 'org/name'.")],
+    private: Annotated[bool, typer.Option(help="Create the repo as private.")] = False,
+) -> None:
+    """Publish a saved model (config.json, model.safetensors, README.md) to the Hub."""
+    from .hub import from_pretrained, push_to_hub
+
+    try:
+        model = from_pretrained(directory)  # proves the folder loads before anything is sent
+    except Exception as exc:
+        _fail(f"{directory}: not a loadable unetzoo model folder: {exc}")
+    info = model.pretrained_info
+    card = {k: info.get(k) for k in ("class_names", "dataset", "metrics", "preprocessing")}
+    url = push_to_hub(model, repo_id, private=private, **card)
+    console.print(f"pushed {directory} to {repo_id}: {url}")
 
 
 if __name__ == "__main__":

@@ -25,15 +25,15 @@ def build_encoder(
     The returned module has ``out_channels`` and ``reductions`` lists and returns a list of
     feature maps, shallow first.
     """
-    if weights is not None:
-        raise NotImplementedError(
-            f"encoder_weights={weights!r}: loading pretrained encoder weights is not available "
-            "in this version; pass encoder_weights=None"
-        )
     if encoder == "classic":
+        if weights is not None:
+            raise ValueError(
+                f"encoder_weights={weights!r}: the classic encoder has no pretrained weights; "
+                "use a timm encoder (encoder='resnet34', ...) or load a whole model with pretrained="
+            )
         return ClassicEncoder(spatial_dims, in_channels, channels, **classic_opts)
     if spatial_dims != 2:
         raise ValueError(
             f"encoder={encoder!r} is a timm (2D) backbone; use encoder='classic' for spatial_dims=3"
         )
-    return TimmEncoder(encoder, in_channels, depth)
+    return TimmEncoder(encoder, in_channels, depth, weights)

@@ -8,23 +8,27 @@ from torch import Tensor, nn
 class TimmEncoder(nn.Module):
     """A timm model created with ``features_only=True``: returns ``depth`` feature maps.
 
+    ``weights``: ``None``, ``"imagenet"`` or a local file (see :mod:`unetzoo.encoders.weights`).
+
     ``out_channels`` and ``reductions`` list each feature's channels and stride, shallow
     first. Only 2D inputs are supported (timm backbones are 2D).
     """
 
-    def __init__(self, name: str, in_channels: int = 3, depth: int = 5) -> None:
+    def __init__(self, name: str, in_channels: int = 3, depth: int = 5, weights: str | None = None) -> None:
         super().__init__()
         import timm
 
         if not timm.is_model(name):
             raise ValueError(f"unknown timm encoder {name!r}; see timm.list_models() for the names it knows")
-        self.model = timm.create_model(
-            name,
-            pretrained=False,
-            features_only=True,
-            in_chans=in_channels,
+        model = timm.create_model(
+            name, pretrained=False, features_only=True, in_chans=in_channels,
             out_indices=tuple(range(depth)),
-        )
+        )  # fmt: skip
+        if weights is not None:
+            from .weights import load_encoder_weights
+
+            model = load_encoder_weights(model, name, weights, in_channels)
+        self.model = model
         self.out_channels = list(self.model.feature_info.channels())
         self.reductions = list(self.model.feature_info.reduction())
 

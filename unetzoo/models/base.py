@@ -34,6 +34,39 @@ class SegmentationModel(nn.Module):
         self.in_channels = args["in_channels"]
         self.gradient_checkpointing = bool(args.get("gradient_checkpointing", False))
 
+    def save_pretrained(self, directory, **card) -> Any:
+        """Write ``config.json``, ``model.safetensors`` and a ``README.md`` card.
+
+        See :func:`unetzoo.hub.save_pretrained` for the card's keyword arguments.
+        """
+        from ..hub import save_pretrained
+
+        return save_pretrained(self, directory, **card)
+
+    def push_to_hub(self, repo_id: str, **kwargs) -> str:
+        """Publish the three files to a Hub repo; see :func:`unetzoo.hub.push_to_hub`."""
+        from ..hub import push_to_hub
+
+        return push_to_hub(self, repo_id, **kwargs)
+
+    def freeze_encoder(self, freeze: bool = True) -> None:
+        """Stop (or restart) gradient updates of the encoder's parameters."""
+        for p in self.encoder.parameters():
+            p.requires_grad_(not freeze)
+
+    def param_groups(self, lr: float, encoder_lr: float | None = None) -> list[dict[str, Any]]:
+        """Optimizer groups: the encoder at ``encoder_lr`` (default ``lr / 10``), the rest at ``lr``.
+
+        Frozen parameters are left out.
+        """
+        encoder_ids = {id(p) for p in self.encoder.parameters()}
+        encoder = [p for p in self.encoder.parameters() if p.requires_grad]
+        rest = [p for p in self.parameters() if id(p) not in encoder_ids and p.requires_grad]
+        groups = [{"name": "decoder", "params": rest, "lr": lr}]
+        if encoder:
+            groups.insert(0, {"name": "encoder", "params": encoder, "lr": encoder_lr or lr / 10})
+        return groups
+
     def check_input(self, x: Tensor) -> None:
         """Raise a ``ValueError`` naming the expected shape when ``x`` does not fit the network."""
         rank = self.spatial_dims + 2

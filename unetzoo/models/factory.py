@@ -78,13 +78,21 @@ def model_spec(name: str) -> ModelSpec | None:
     return obj if isinstance(obj, ModelSpec) else None
 
 
-def create_model(name: str, **overrides: Any) -> nn.Module:
+def create_model(name: str, pretrained: Any = False, **overrides: Any) -> nn.Module:
     """Build the registered model ``name``; keyword ``overrides`` replace its defaults.
 
-    The returned module carries ``config``: ``{"architecture": name, ...}`` with every
-    argument that rebuilds it through ``create_model(**config)``-style calls.
+    ``pretrained``: ``True`` loads the model's default published weights, a string a named
+    tag (``"kvasir"``), a local directory or file, or a Hub repo id (see
+    :mod:`unetzoo.weights`). The returned module carries ``config``:
+    ``{"architecture": name, ...}`` with every argument that rebuilds it.
     Unknown names raise :class:`unetzoo.registry.UnknownNameError` listing the closest names.
     """
+    if pretrained is not False and pretrained is not None:
+        from ..hub import from_pretrained
+        from ..weights import resolve_pretrained
+
+        source, revision, sha256 = resolve_pretrained(name, pretrained)
+        return from_pretrained(source, revision=revision, sha256=sha256, architecture=name, **overrides)
     obj = MODELS.get(name)
     model = obj.build(**overrides) if isinstance(obj, ModelSpec) else obj(**overrides)
     args = getattr(model, "config", None)

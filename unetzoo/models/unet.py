@@ -99,6 +99,7 @@ class UNet(SegmentationModel):
         aux_classes: size of an optional classification head on the bottleneck.
         aux_dropout: dropout before the classification layer.
         gradient_checkpointing: recompute encoder/decoder stages in backward to save memory.
+        freeze_encoder: build with the encoder's parameters frozen (``requires_grad=False``).
     """
 
     def __init__(
@@ -131,6 +132,7 @@ class UNet(SegmentationModel):
         aux_classes: int | None = None,
         aux_dropout: float = 0.0,
         gradient_checkpointing: bool = False,
+        freeze_encoder: bool = False,
     ) -> None:
         super().__init__()
         self._setup(locals())
@@ -197,6 +199,7 @@ class UNet(SegmentationModel):
                 nn.Dropout(aux_dropout),
                 nn.Linear(self.decoder[0].up.in_channels, aux_classes),
             )
+        self.freeze_encoder(freeze_encoder)
 
     def _forward_padded(self, x: Tensor):
         size = list(x.shape[2:])

@@ -55,6 +55,7 @@ class UNetPlusPlus(SegmentationModel):
         aux_classes: int | None = None,
         aux_dropout: float = 0.0,
         gradient_checkpointing: bool = False,
+        freeze_encoder: bool = False,
     ) -> None:
         super().__init__()
         self._setup(locals())
@@ -104,6 +105,7 @@ class UNetPlusPlus(SegmentationModel):
                 nn.Dropout(aux_dropout),
                 nn.Linear(bottom, aux_classes),
             )
+        self.freeze_encoder(freeze_encoder)
 
     def _forward_padded(self, x: Tensor):
         size = list(x.shape[2:])

@@ -1,0 +1,137 @@
+"""Named, published weights: tags such as ``attn_r2unet_resnet34.kvasir``.
+
+Each tag maps to a Hugging Face Hub repo id, a pinned revision and the sha256 of its
+``model.safetensors``. Tables come from three places, read on first use:
+
+- the table shipped with unetzoo (``unetzoo/pretrained.json``);
+- JSON files named in the ``UNETZOO_WEIGHTS_TABLE`` environment variable (separated by
+  ``os.pathsep``), for weights of your own or of your organisation;
+- plugins, through the ``unetzoo.weights`` entry-point group (a ``PretrainedWeights`` or a
+  list of them).
+
+``create_model(name, pretrained=True)`` takes the model's default tag, ``pretrained="kvasir"``
+a named one; a local directory, a local file or a Hub repo id works as well.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .registry import Registry
+
+TABLE_ENV = "UNETZOO_WEIGHTS_TABLE"
+
+
+@dataclass(frozen=True)
+class PretrainedWeights:
+    """One published set of weights."""
+
+    tag: str  # "<model>.<name>", e.g. "attn_r2unet_resnet34.kvasir"
+    repo_id: str
+    revision: str
+    sha256: str
+    default: bool = False
+    dataset: str = ""
+    description: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def model(self) -> str:
+        return self.tag.split(".", 1)[0]
+
+    @property
+    def name(self) -> str:
+        return self.tag.split(".", 1)[1]
+
+
+class _WeightsTable(Registry):
+    """Built-in and plugin tags, loaded once; ``UNETZOO_WEIGHTS_TABLE`` tables, re-read when it changes."""
+
+    _env_tables: str | None = None
+
+    def _load_plugins(self) -> None:
+        if not self._plugins_loaded:
+            super()._load_plugins()  # entry points; each gives one tag or a list of them
+            for entry in list(self._entries.values()):
+                if not isinstance(entry.obj, PretrainedWeights):
+                    del self._entries[entry.name]
+                    items = entry.obj if isinstance(entry.obj, list | tuple) else [entry.obj]
+                    for item in items:
+                        self.add(item.tag, item, source=entry.source)
+            with resources.files("unetzoo").joinpath("pretrained.json").open() as f:
+                for item in json.load(f):
+                    self.add(item["tag"], PretrainedWeights(**item))
+        env = os.environ.get(TABLE_ENV, "")
+        if env != self._env_tables:
+            old = set(filter(None, (self._env_tables or "").split(os.pathsep)))
+            self._entries = {k: e for k, e in self._entries.items() if e.source not in old}
+            self._env_tables = env
+            for table in filter(None, env.split(os.pathsep)):
+                for item in read_table(table):
+                    self.add(item.tag, item, source=table)
+
+
+WEIGHTS = _WeightsTable("weights", group="unetzoo.weights")
+
+
+def read_table(path: str | os.PathLike) -> list[PretrainedWeights]:
+    """The tags of a JSON weights table (a list of objects with the fields of ``PretrainedWeights``)."""
+    try:
+        items = json.loads(Path(path).read_text())
+        return [PretrainedWeights(**item) for item in items]
+    except (OSError, json.JSONDecodeError, TypeError) as exc:
+        raise ValueError(f"weights table {str(path)!r} ({TABLE_ENV}) is not readable: {exc}") from exc
+
+
+def write_table(path: str | os.PathLike, items: list[PretrainedWeights]) -> None:
+    """Write a JSON weights table that ``UNETZOO_WEIGHTS_TABLE`` can name."""
+    Path(path).write_text(json.dumps([asdict(i) for i in items], indent=2) + "\n")
+
+
+def list_pretrained(pattern: str = "*") -> list[str]:
+    """Published weight tags matching ``pattern`` (e.g. ``"attn_r2unet_resnet34.*"``), sorted."""
+    return WEIGHTS.names(pattern)
+
+
+def get_weights(tag: str) -> PretrainedWeights:
+    """The :class:`PretrainedWeights` of a tag."""
+    return WEIGHTS.get(tag)
+
+
+def resolve_pretrained(model: str, pretrained: Any) -> tuple[str, str | None, str | None]:
+    """``(source, revision, sha256)`` for ``create_model(model, pretrained=...)``.
+
+    ``True`` is the model's default tag; a string is a tag name (``"kvasir"``), a full tag
+    (``"attn_r2unet_resnet34.kvasir"``), a local directory or file, or a Hub repo id.
+    """
+    tags = list_pretrained(f"{model}.*")
+    if pretrained is True:
+        defaults = [t for t in tags if get_weights(t).default] or tags[:1]
+        if not defaults:
+            raise FileNotFoundError(
+                f"no published weights for {model!r}; pass pretrained='<local dir, file or "
+                f"Hub repo id>', or add a tag through {TABLE_ENV}. "
+                f"Tags: {', '.join(list_pretrained()) or 'none yet'}"
+            )
+        tag = defaults[0]
+    elif isinstance(pretrained, str | os.PathLike):
+        text = os.fspath(pretrained)
+        tag = next((t for t in (text, f"{model}.{text}") if t in tags), None)
+        if tag is None:
+            if text in WEIGHTS:
+                raise ValueError(f"weights {text!r} are for {get_weights(text).model!r}, not {model!r}")
+            if Path(text).exists() or text.count("/") == 1:
+                return text, None, None
+            raise FileNotFoundError(
+                f"pretrained={text!r} is not a tag of {model!r} ({', '.join(tags) or 'none'}), "
+                "nor an existing local path or a Hub repo id 'org/name'"
+            )
+    else:
+        raise TypeError(f"pretrained must be True, a tag, a path or a repo id; got {pretrained!r}")
+    w = get_weights(tag)
+    return w.repo_id, w.revision, w.sha256
