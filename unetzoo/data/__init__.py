@@ -1,0 +1,28 @@
+"""Datasets, splits and augmentation presets."""
+
+from .base import Item, Problem, Sample, SegmentationDataset
+from .formats import Contours, LabelMe, PairedFolders, SliceStack, Volumes, fill_contours, read_contour
+from .io import DataError, read_image, read_mask, read_volume, write_volume
+from .registry import DATASETS, list_datasets, open_dataset
+
+__all__ = [
+    "DATASETS",
+    "Contours",
+    "DataError",
+    "Item",
+    "LabelMe",
+    "PairedFolders",
+    "Problem",
+    "Sample",
+    "SegmentationDataset",
+    "SliceStack",
+    "Volumes",
+    "fill_contours",
+    "list_datasets",
+    "open_dataset",
+    "read_contour",
+    "read_image",
+    "read_mask",
+    "read_volume",
+    "write_volume",
+]

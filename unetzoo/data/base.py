@@ -1,0 +1,187 @@
+"""What every dataset format shares: items listed up front, samples read on demand."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .io import DataError
+
+
+@dataclass
+class Sample:
+    """One image and its mask.
+
+    ``image``: ``H×W×C`` (2D) or ``D×H×W×C`` (3D); ``mask``: ``H×W`` or ``D×H×W`` uint8 class
+    ids; ``roi``: an optional boolean region-of-interest of the mask's shape (DRIVE's field
+    of view); ``meta``: source paths and, for volumes, ``affine`` and ``spacing``.
+    """
+
+    id: str
+    image: np.ndarray
+    mask: np.ndarray | None
+    roi: np.ndarray | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Item:
+    """A sample before reading: its id and files (a reader decides what they mean)."""
+
+    id: str
+    files: dict[str, Any]
+
+
+@dataclass
+class Problem:
+    """A dataset problem: which sample, which file, what is wrong."""
+
+    id: str
+    file: str
+    message: str
+
+
+def natural_key(text: str) -> list:
+    """Sort key that puts ``2.png`` before ``10.png``."""
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", text)]
+
+
+class SegmentationDataset(Sequence[Sample]):
+    """A list of samples of one format, read lazily; ``dataset[i]`` is a :class:`Sample`.
+
+    Subclasses list their :class:`Item` objects and implement ``read(item)``. Layout problems
+    (an image without a mask, an empty folder) are errors at construction, or collected in
+    ``problems`` with ``strict=False`` for ``unetzoo check-data``.
+    """
+
+    format = "base"
+    spatial_dims = 2
+
+    def __init__(
+        self,
+        root: str | Path,
+        items: list[Item],
+        *,
+        class_names: Sequence[str] | None = None,
+        problems: list[Problem] | None = None,
+        strict: bool = True,
+    ) -> None:
+        self.root = Path(root)
+        self.items = items
+        self.class_names = list(class_names) if class_names else None
+        self.problems = list(problems or [])
+        self.given_split: dict[str, str] = {}
+        if strict and self.problems:
+            shown = "; ".join(f"{p.file}: {p.message}" for p in self.problems[:5])
+            more = f" (and {len(self.problems) - 5} more)" if len(self.problems) > 5 else ""
+            raise DataError(f"{self.root}: {shown}{more}")
+        if strict and not items:
+            raise DataError(f"{self.root}: no samples found")
+
+    @property
+    def num_classes(self) -> int | None:
+        """Number of classes including background, when the class table is known."""
+        return len(self.class_names) if self.class_names else None
+
+    @property
+    def ids(self) -> list[str]:
+        return [item.id for item in self.items]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> Sample:  # type: ignore[override]
+        if isinstance(index, slice):
+            raise TypeError("slice a dataset with Subset(dataset, indices)")
+        sample = self.read(self.items[index])
+        self.validate(sample)
+        return sample
+
+    def read(self, item: Item) -> Sample:
+        raise NotImplementedError
+
+    def validate(self, sample: Sample) -> None:
+        """Raise a :class:`DataError` when the mask does not fit its image or the class table."""
+        where = sample.meta.get("mask_path", sample.id)
+        if sample.mask is None:
+            return
+        space = sample.image.shape[: self.spatial_dims]
+        if sample.mask.shape != space:
+            raise DataError(
+                f"{where}: mask size {sample.mask.shape} differs from its image "
+                f"{sample.meta.get('image_path', '')} ({space})"
+            )
+        if sample.roi is not None and sample.roi.shape != space:
+            raise DataError(f"{sample.meta.get('roi_path')}: region-of-interest size {sample.roi.shape} "
+                            f"differs from its image ({space})")  # fmt: skip
+        if self.num_classes is not None:
+            top = int(sample.mask.max(initial=0))
+            if top >= self.num_classes:
+                raise DataError(
+                    f"{where}: mask value {top} is outside the class table "
+                    f"({self.num_classes} classes: {', '.join(self.class_names)})"
+                )
+
+    def check(self) -> list[Problem]:
+        """Every problem of the dataset: layout problems, then each sample read and validated."""
+        problems = list(self.problems)
+        for item in self.items:
+            try:
+                self.validate(self.read(item))
+            except DataError as exc:
+                file = str(exc).split(": ", 1)[0]
+                problems.append(Problem(item.id, file, str(exc).split(": ", 1)[-1]))
+        return problems
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.root)!r}, {len(self)} samples)"
+
+
+class ConcatSplits(SegmentationDataset):
+    """Datasets of split folders (``train/``, ``val/``, ``test/``) as one, ids prefixed by folder.
+
+    ``given_split`` maps each id to its split (``train``, ``val`` or ``test``).
+    """
+
+    format = "split-folders"
+
+    def __init__(self, root: Path, parts: dict[str, SegmentationDataset]) -> None:
+        self.parts = parts
+        self._lookup: dict[str, tuple[SegmentationDataset, Item]] = {}
+        items, problems = [], []
+        for folder, part in parts.items():
+            for item in part.items:
+                items.append(Item(f"{folder}/{item.id}", item.files))
+                self._lookup[items[-1].id] = (part, item)
+            problems += [Problem(f"{folder}/{p.id}", p.file, p.message) for p in part.problems]
+        first = next(iter(parts.values()))
+        self.spatial_dims = first.spatial_dims
+        self.format = first.format
+        super().__init__(root, items, class_names=first.class_names, problems=problems, strict=False)
+        self.given_split = {item.id: split_name(item.id.split("/", 1)[0]) for item in items}
+
+    def read(self, item: Item) -> Sample:
+        part, inner = self._lookup[item.id]
+        sample = part.read(inner)
+        sample.id = item.id
+        return sample
+
+    def validate(self, sample: Sample) -> None:
+        self.parts[sample.id.split("/", 1)[0]].validate(sample)
+
+
+SPLIT_NAMES = {
+    "train": "train", "training": "train", "tr": "train",
+    "val": "val", "valid": "val", "validation": "val", "dev": "val",
+    "test": "test", "testing": "test", "ts": "test",
+}  # fmt: skip
+
+
+def split_name(folder: str) -> str:
+    """``train``, ``val`` or ``test`` for a split folder's name."""
+    return SPLIT_NAMES[folder.lower()]
