@@ -1,0 +1,119 @@
+"""Augmentation presets (albumentations) for 2D images and 3D volumes.
+
+Presets: ``none``, ``light`` (flips, 90° rotations), ``standard`` (+ shift-scale-rotate,
+brightness-contrast, noise or blur), ``heavy`` (+ elastic/grid/optical distortion, CLAHE or
+hue-saturation, coarse dropout). Geometric transforms move image and mask together and
+masks are resampled with nearest neighbour, so class ids stay exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import albumentations as A
+import cv2
+
+PRESETS = ("none", "light", "standard", "heavy")
+
+
+def _size2(size: int | Sequence[int]) -> tuple[int, int]:
+    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+def size_transforms(size: int | Sequence[int] | None, mode: str, foreground_prob: float) -> list:
+    """Bring samples to ``size``: ``crop`` (pad if smaller, then a crop that keeps foreground
+    with probability ``foreground_prob``), ``center`` (pad, centre crop), ``resize`` or ``pad``."""
+    if size is None:
+        return []
+    h, w = _size2(size)
+    pad = A.PadIfNeeded(min_height=h, min_width=w, border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=0)
+    if mode == "resize":
+        return [A.Resize(h, w)]
+    if mode == "pad":
+        return [pad]
+    if mode == "center":
+        return [pad, A.CenterCrop(h, w)]
+    if mode == "crop":
+        crops = [
+            A.CropNonEmptyMaskIfExists(h, w, p=foreground_prob),
+            A.RandomCrop(h, w, p=1 - foreground_prob),
+        ]
+        return [pad, A.OneOf([c for c in crops if c.p > 0], p=1.0)]
+    raise ValueError(f"unknown size mode {mode!r}; choose crop, center, resize or pad")
+
+
+def preset_2d(name: str) -> list:
+    """The augmentations of a 2D preset (without sizing and normalisation)."""
+    light = [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5), A.RandomRotate90(p=0.5)]
+    standard = [
+        *light,
+        A.Affine(translate_percent=(-0.0625, 0.0625), scale=(0.9, 1.1), rotate=(-20, 20),
+                 border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=0, p=0.5),
+        A.RandomBrightnessContrast(p=0.5),
+        A.OneOf([A.GaussNoise(std_range=(0.02, 0.08)), A.GaussianBlur(blur_limit=(3, 5))], p=0.3),
+    ]  # fmt: skip
+    heavy = [
+        *standard,
+        A.OneOf([A.ElasticTransform(alpha=30, sigma=6), A.GridDistortion(), A.OpticalDistortion()], p=0.3),
+        A.OneOf([A.CLAHE(), A.HueSaturationValue()], p=0.3),
+        A.CoarseDropout(num_holes_range=(1, 6), hole_height_range=(0.03, 0.1), hole_width_range=(0.03, 0.1),
+                        fill=0, p=0.3),
+    ]  # fmt: skip
+    return {"none": [], "light": light, "standard": standard, "heavy": heavy}[_check(name)]
+
+
+def preset_3d(name: str) -> list:
+    """The augmentations of a 3D preset: slice-wise 2D transforms plus albumentations' 3D ones."""
+    light = [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5)]
+    standard = [*light, A.RandomRotate90(p=0.5), A.RandomBrightnessContrast(p=0.5)]
+    heavy = [
+        *standard,
+        A.GaussNoise(std_range=(0.02, 0.06), p=0.3),
+        A.CoarseDropout3D(num_holes_range=(1, 3), hole_depth_range=(0.05, 0.15), hole_height_range=(0.05, 0.15),
+                          hole_width_range=(0.05, 0.15), fill=0, p=0.3),
+    ]  # fmt: skip
+    return {"none": [], "light": light, "standard": standard, "heavy": heavy}[_check(name)]
+
+
+def _check(name: str) -> str:
+    if name not in PRESETS:
+        raise ValueError(f"unknown augmentation preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return name
+
+
+def build_transform(
+    preset: str = "standard",
+    *,
+    size: int | Sequence[int] | None = None,
+    size_mode: str = "crop",
+    foreground_prob: float = 0.7,
+    clahe: bool = False,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    scale: float = 1 / 255,
+    spatial_dims: int = 2,
+) -> A.Compose:
+    """A complete 2D or 3D pipeline: optional CLAHE, sizing, the preset, normalisation.
+
+    Call it as ``t(image=img, mask=mask)`` in 2D and ``t(volume=vol, mask3d=mask)`` in 3D.
+    ``mean``/``std`` (after multiplying by ``scale``) come from a model's preprocessing
+    config; without them 2D images are only scaled. Volumes are not normalised here (see
+    :class:`unetzoo.data.loader.TorchDataset`, which z-scores each volume). 3D sizing pads
+    and crops (random crop, or centre crop for ``size_mode="center"``) to a ``D×H×W`` size.
+    """
+    steps: list = []
+    if spatial_dims == 3:
+        if size is not None:
+            zyx = (size,) * 3 if isinstance(size, int) else tuple(size)
+            crop = A.CenterCrop3D if size_mode == "center" else A.RandomCrop3D
+            steps += [A.PadIfNeeded3D(min_zyx=zyx, fill=0, fill_mask=0), crop(size=zyx)]
+        steps += preset_3d(preset)
+    else:
+        if clahe:
+            steps.append(A.CLAHE(p=1.0))
+        steps += size_transforms(size, size_mode, foreground_prob)
+        steps += preset_2d(preset)
+    if spatial_dims == 2:
+        mean, std = (mean, std) if mean is not None and std is not None else (0.0, 1.0)
+        steps.append(A.Normalize(mean=mean, std=std, max_pixel_value=1 / scale))
+    return A.Compose(steps)
