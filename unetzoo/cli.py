@@ -32,15 +32,34 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+KINDS = ("models", "datasets", "losses", "plugins")
+
+
 @app.command("list")
 def list_command(
-    pattern: Annotated[str, typer.Argument(help="Shell-style filter on model names.")] = "*",
+    what: Annotated[
+        str, typer.Argument(help="models (default), datasets, losses or plugins; or a model-name pattern.")
+    ] = "models",
+    pattern: Annotated[str, typer.Argument(help="Shell-style filter on names.")] = "*",
     pretrained: Annotated[bool, typer.Option("--pretrained", help="Show published weight tags.")] = False,
 ) -> None:
-    """Show the registered models (name, dimensions, parameters, paper), or their weight tags."""
+    """Show the registered models (name, dimensions, parameters, paper), datasets, losses or plugins."""
+    if what not in KINDS:  # 'unetzoo list attn*' filters models
+        what, pattern = "models", what
     if pretrained:
         _list_pretrained(pattern)
-        return
+    elif what == "models":
+        _list_models(pattern)
+    elif what == "plugins":
+        _list_plugins()
+    else:
+        from .data import DATASETS
+        from .losses import LOSSES
+
+        _list_entries(DATASETS if what == "datasets" else LOSSES, pattern, what)
+
+
+def _list_models(pattern: str) -> None:
     names = list_models(pattern)
     if not names:
         _fail(f"no model matches {pattern!r}; try 'unetzoo list' for all of them")
@@ -53,6 +72,98 @@ def list_command(
         s = summarize(name)
         table.add_row(name, s.dims, f"{s.parameters:,}", s.paper)
     console.print(table)
+
+
+def _first_line(obj) -> str:
+    return (getattr(obj, "__doc__", None) or "").strip().split("\n")[0]
+
+
+def _list_entries(registry, pattern: str, plural: str) -> None:
+    entries = [e for e in registry if e.name in registry.names(pattern)]
+    table = Table(title=f"{len(entries)} {plural}")
+    table.add_column("name", style="bold cyan", no_wrap=True)
+    table.add_column("package")
+    table.add_column("description")
+    for e in entries:
+        table.add_row(e.name, e.source, _first_line(e.obj))
+    console.print(table)
+    _report_plugin_errors([registry])
+
+
+def _registries() -> list:
+    from .data import DATASETS
+    from .encoders.weights import ENCODER_WEIGHTS
+    from .losses import LOSSES
+    from .models import MODELS
+    from .weights import WEIGHTS
+
+    return [MODELS, DATASETS, LOSSES, WEIGHTS, ENCODER_WEIGHTS]
+
+
+def _list_plugins() -> None:
+    registries = _registries()
+    table = Table(title="plugins")
+    for column in ("kind", "name", "package", "status"):
+        table.add_column(column, no_wrap=column != "status")
+    for registry in registries:
+        for e in registry:
+            if e.source != "unetzoo":
+                table.add_row(registry.kind, e.name, e.source, "loaded")
+        for label, error in registry.plugin_errors.items():
+            table.add_row(registry.kind, label, "", f"[red]failed[/red]: {error}")
+    console.print(table)
+
+
+def _report_plugin_errors(registries) -> None:
+    for registry in registries:
+        for label, error in registry.plugin_errors.items():
+            Console(stderr=True, soft_wrap=True).print(
+                f"[yellow]plugin {label} failed to load:[/yellow] {error}"
+            )
+
+
+@app.command("check-data")
+def check_data(
+    path: Annotated[Path, typer.Argument(help="The dataset folder.")],
+    format: Annotated[str | None, typer.Option(help="Dataset format (default: from the layout).")] = None,
+    option: Annotated[
+        list[str] | None, typer.Option("--option", "-o", help="Format option key=value (value as JSON).")
+    ] = None,
+) -> None:
+    """Report every problem of a dataset at once; exit status 1 when there are any."""
+    from .data import DataError, open_dataset
+    from .data.base import Problem
+
+    options = dict(_parse_option(o) for o in option or [])
+    try:
+        dataset = open_dataset(path, format=format, strict=False, **options)
+        problems = dataset.check()
+    except (DataError, TypeError) as exc:
+        dataset, problems = None, [Problem("", str(path), str(exc))]
+    if dataset is not None:
+        console.print(
+            f"{path}: {len(dataset)} samples, format {dataset.format}, classes {dataset.class_names}"
+        )
+    if not problems:
+        console.print("[green]no problems found[/green]")
+        return
+    table = Table(title=f"{len(problems)} problems")
+    for column in ("sample", "file", "problem"):
+        table.add_column(column, overflow="fold")
+    for p in problems:
+        table.add_row(p.id, p.file, p.message)
+    Console(soft_wrap=True).print(table)
+    raise typer.Exit(1)
+
+
+def _parse_option(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep:
+        _fail(f"--option {text!r}: write key=value")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
 
 
 def _list_pretrained(pattern: str) -> None:
