@@ -61,8 +61,8 @@ class SegmentationLoss(nn.Module):
                 raise ValueError(f"binary mode expects logits (N, 1, ...), got {tuple(logits.shape)}")
             if target.dim() == logits.dim() - 1:
                 target = target.unsqueeze(1)
-            valid = self._valid(target)
-            onehot = torch.where(valid.bool(), target, torch.zeros_like(target)).float()
+            valid = self._valid(target, logits.dtype)
+            onehot = torch.where(valid.bool(), target, torch.zeros_like(target)).to(logits.dtype)
             return torch.sigmoid(logits), onehot, valid.expand_as(logits)
         if self.mode == "multiclass":
             if target.dim() != logits.dim() - 1:
@@ -70,22 +70,22 @@ class SegmentationLoss(nn.Module):
                     f"multiclass mode expects targets (N, *S) of class ids, got {tuple(target.shape)} "
                     f"for logits {tuple(logits.shape)}"
                 )
-            valid = self._valid(target).unsqueeze(1)
+            valid = self._valid(target, logits.dtype).unsqueeze(1)
             ids = torch.where(valid[:, 0].bool(), target, torch.zeros_like(target)).long()
             if ids.numel() and int(ids.max()) >= logits.shape[1]:
                 raise ValueError(f"target class id {int(ids.max())} >= number of classes {logits.shape[1]}")
-            onehot = F.one_hot(ids, logits.shape[1]).movedim(-1, 1).float()
-            return logits.softmax(1), onehot, valid.expand_as(logits).float()
+            onehot = F.one_hot(ids, logits.shape[1]).movedim(-1, 1).to(logits.dtype)
+            return logits.softmax(1), onehot, valid.expand_as(logits)
         if target.shape != logits.shape:
             raise ValueError(f"multilabel mode expects targets shaped like logits {tuple(logits.shape)}")
-        valid = self._valid(target).amin(1, keepdim=True).expand_as(logits)
-        onehot = torch.where(valid.bool(), target, torch.zeros_like(target)).float()
+        valid = self._valid(target, logits.dtype).amin(1, keepdim=True).expand_as(logits)
+        onehot = torch.where(valid.bool(), target, torch.zeros_like(target)).to(logits.dtype)
         return torch.sigmoid(logits), onehot, valid
 
-    def _valid(self, target: Tensor) -> Tensor:
+    def _valid(self, target: Tensor, dtype: torch.dtype) -> Tensor:
         if self.ignore_index is None:
-            return torch.ones_like(target, dtype=torch.float32)
-        return (target != self.ignore_index).float()
+            return torch.ones_like(target, dtype=dtype)
+        return (target != self.ignore_index).to(dtype)
 
     def class_mean(self, per_class: Tensor) -> Tensor:
         """Average of a per-class vector, weighted by ``class_weights`` when given."""
@@ -128,7 +128,8 @@ class DiceLoss(TverskyLoss):
     """Soft Dice loss ``1 - (2 TP + s) / (2 TP + FP + FN + s)`` per class (Milletari et al. 2016)."""
 
     def __init__(self, mode: str = "binary", *, smooth: float = 1.0, **kw) -> None:
-        super().__init__(mode, alpha=0.5, beta=0.5, gamma=1.0, smooth=smooth, **kw)
+        # Tversky with alpha = beta = 1/2 and smooth/2 is exactly (2 TP + s) / (2 TP + FP + FN + s)
+        super().__init__(mode, alpha=0.5, beta=0.5, gamma=1.0, smooth=smooth / 2, **kw)
 
 
 class FocalTverskyLoss(TverskyLoss):

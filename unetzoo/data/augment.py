@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import albumentations as A
 import cv2
+import numpy as np
 
 PRESETS = ("none", "light", "standard", "heavy")
 
@@ -62,17 +63,73 @@ def preset_2d(name: str) -> list:
     return {"none": [], "light": light, "standard": standard, "heavy": heavy}[_check(name)]
 
 
-def preset_3d(name: str) -> list:
-    """The augmentations of a 3D preset: slice-wise 2D transforms plus albumentations' 3D ones."""
-    light = [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5)]
-    standard = [*light, A.RandomRotate90(p=0.5), A.RandomBrightnessContrast(p=0.5)]
-    heavy = [
-        *standard,
-        A.GaussNoise(std_range=(0.02, 0.06), p=0.3),
+def preset_3d(name: str) -> tuple[list, list]:
+    """A 3D preset: albumentations transforms for the volume and its mask (slice-wise 2D flips and
+    rotations, 3D dropout), and volume intensity transforms (albumentations' own brightness and
+    noise transforms take no volumes)."""
+    geometry = {
+        "none": [],
+        "light": [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5)],
+        "standard": [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5), A.RandomRotate90(p=0.5)],
+    }
+    geometry["heavy"] = [
+        *geometry["standard"],
         A.CoarseDropout3D(num_holes_range=(1, 3), hole_depth_range=(0.05, 0.15), hole_height_range=(0.05, 0.15),
                           hole_width_range=(0.05, 0.15), fill=0, p=0.3),
     ]  # fmt: skip
-    return {"none": [], "light": light, "standard": standard, "heavy": heavy}[_check(name)]
+    intensity = {
+        "none": [],
+        "light": [],
+        "standard": [VolumeBrightnessContrast(p=0.5)],
+        "heavy": [VolumeBrightnessContrast(p=0.5), VolumeGaussNoise(p=0.3)],
+    }
+    return geometry[_check(name)], intensity[name]
+
+
+class VolumeBrightnessContrast:
+    """``v * (1 + c) + b * range``, with ``c`` and ``b`` uniform in ``±limit``; applied with probability ``p``."""
+
+    def __init__(self, brightness: float = 0.2, contrast: float = 0.2, p: float = 0.5) -> None:
+        self.brightness, self.contrast, self.p = brightness, contrast, p
+
+    def __call__(self, volume: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if rng.random() >= self.p:
+            return volume
+        v = volume.astype(np.float32)
+        span = float(v.max() - v.min()) or 1.0
+        c, b = rng.uniform(-self.contrast, self.contrast), rng.uniform(-self.brightness, self.brightness)
+        return v * (1 + c) + b * span
+
+
+class VolumeGaussNoise:
+    """Gaussian noise with a standard deviation of ``std`` times the volume's intensity range."""
+
+    def __init__(self, std: tuple[float, float] = (0.02, 0.06), p: float = 0.3) -> None:
+        self.std, self.p = std, p
+
+    def __call__(self, volume: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if rng.random() >= self.p:
+            return volume
+        v = volume.astype(np.float32)
+        span = float(v.max() - v.min()) or 1.0
+        return v + rng.normal(0, rng.uniform(*self.std) * span, v.shape).astype(np.float32)
+
+
+class VolumePipeline:
+    """Albumentations 3D transforms, then volume intensity transforms.
+
+    Called as ``pipeline(volume=..., mask3d=...)`` and returns the same keys, like ``A.Compose``.
+    """
+
+    def __init__(self, compose: A.Compose, intensity: list, seed: int | None = None) -> None:
+        self.compose, self.intensity = compose, intensity
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, *, volume: np.ndarray, mask3d: np.ndarray) -> dict:
+        out = self.compose(volume=volume, mask3d=mask3d)
+        for step in self.intensity:
+            out["volume"] = step(out["volume"], self.rng)
+        return out
 
 
 def _check(name: str) -> str:
@@ -92,7 +149,7 @@ def build_transform(
     std: Sequence[float] | None = None,
     scale: float = 1 / 255,
     spatial_dims: int = 2,
-) -> A.Compose:
+) -> A.Compose | VolumePipeline:
     """A complete 2D or 3D pipeline: optional CLAHE, sizing, the preset, normalisation.
 
     Call it as ``t(image=img, mask=mask)`` in 2D and ``t(volume=vol, mask3d=mask)`` in 3D.
@@ -107,13 +164,12 @@ def build_transform(
             zyx = (size,) * 3 if isinstance(size, int) else tuple(size)
             crop = A.CenterCrop3D if size_mode == "center" else A.RandomCrop3D
             steps += [A.PadIfNeeded3D(min_zyx=zyx, fill=0, fill_mask=0), crop(size=zyx)]
-        steps += preset_3d(preset)
-    else:
-        if clahe:
-            steps.append(A.CLAHE(p=1.0))
-        steps += size_transforms(size, size_mode, foreground_prob)
-        steps += preset_2d(preset)
-    if spatial_dims == 2:
-        mean, std = (mean, std) if mean is not None and std is not None else (0.0, 1.0)
-        steps.append(A.Normalize(mean=mean, std=std, max_pixel_value=1 / scale))
+        geometry, intensity = preset_3d(preset)
+        return VolumePipeline(A.Compose(steps + geometry), intensity)
+    if clahe:
+        steps.append(A.CLAHE(p=1.0))
+    steps += size_transforms(size, size_mode, foreground_prob)
+    steps += preset_2d(preset)
+    mean, std = (mean, std) if mean is not None and std is not None else (0.0, 1.0)
+    steps.append(A.Normalize(mean=mean, std=std, max_pixel_value=1 / scale))
     return A.Compose(steps)
