@@ -113,3 +113,41 @@ def test_a_broken_plugin_is_reported_and_the_rest_works(tmp_path: Path) -> None:
         assert api.returncode == 0 and "failed to load" in api.stderr
     finally:
         pip("uninstall", "-y", "unetzoo-broken-example")
+
+
+def test_the_docs_example_plugin_works_as_written(tmp_path: Path) -> None:
+    """The package on docs/plugins.md, copied from the page alone, registers a dataset and a loss."""
+    import re
+
+    doc = (REPO / "docs" / "plugins.md").read_text()
+    blocks = re.findall(r"```(\w+)\n(.*?)```", doc, re.S)
+    pkg = tmp_path / "my-unetzoo-extras"
+    (pkg / "src" / "my_unetzoo_extras").mkdir(parents=True)
+    (pkg / "pyproject.toml").write_text(next(b for lang, b in blocks if lang == "toml"))
+    code = next(b for lang, b in blocks if lang == "python" and "class CsvPairs" in b)
+    (pkg / "src" / "my_unetzoo_extras" / "__init__.py").write_text(code)
+    data = tmp_path / "my-data"
+    (data / "img").mkdir(parents=True)
+    (data / "lab").mkdir()
+    import numpy as np
+    from PIL import Image
+
+    mask = np.zeros((16, 16), np.uint8)
+    mask[2:6, 2:6] = 255
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(data / "img" / "a.png")
+    Image.fromarray(mask).save(data / "lab" / "a.png")
+    (data / "pairs.csv").write_text("image,mask\nimg/a.png,lab/a.png\n")
+    install(pkg)
+    try:
+        out = run("-m", "unetzoo.cli", "list", "plugins").stdout
+        assert "csvpairs" in out and "soft_iou" in out and "my-unetzoo-extras" in out
+        script = (
+            "import torch; from unetzoo.data import open_dataset; from unetzoo.losses import create_loss; "
+            f"ds = open_dataset({str(data)!r}); "
+            "print(ds.format, int(ds[0].mask.sum()), float(create_loss('soft_iou')(torch.zeros(1, 1, 2, 2), torch.ones(1, 2, 2))))"
+        )
+        fmt, foreground, loss = run("-c", script).stdout.split()
+        assert (fmt, foreground) == ("csvpairs", "16")
+        assert abs(float(loss) - (1 - 3 / 5)) < 1e-6  # p = 0.5 on 4 pixels: 1 - (2 + 1) / (2 + 4 - 2 + 1)
+    finally:
+        pip("uninstall", "-y", "my-unetzoo-extras")
