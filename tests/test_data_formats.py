@@ -291,3 +291,16 @@ def test_split_file_round_trip_and_stale_ids(tmp_path: Path) -> None:
     save_split(path, split)
     with pytest.raises(DataError, match=r"split.json: 1 ids are not in .*ghost"):
         load_split(path, ds)
+
+
+def test_palette_png_index_masks_keep_their_indices(tmp_path: Path) -> None:
+    """VOC-style masks: a palette PNG whose palette indices are the class ids."""
+    ids = np.zeros((24, 32), np.uint8)
+    ids[:8], ids[8:16] = 1, 2
+    pal = Image.fromarray(ids, mode="P")
+    pal.putpalette([0, 0, 0, 128, 0, 0, 0, 128, 0] + [0] * 759)
+    save(tmp_path / "images" / "x.png", image())
+    (tmp_path / "masks").mkdir()
+    pal.save(tmp_path / "masks" / "x.png")
+    ds = open_dataset(tmp_path, mask_mode="index", class_names=["bg", "a", "b"])
+    np.testing.assert_array_equal(ds[0].mask, ids)

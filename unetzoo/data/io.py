@@ -84,10 +84,29 @@ def read_mask(
 
     Modes: ``binary`` (any encoding: 0/1, 0/255, JPEG-noisy; foreground is ``>= threshold``
     on a 0–255 scale, or ``> 0`` when the mask only holds 0 and 1), ``index`` (pixel values
-    are class ids, optionally remapped by ``values``), ``rgb`` (a colour → class table).
+    are class ids, palette indices for palette PNGs, optionally remapped by ``values``),
+    ``rgb`` (a colour → class table).
     """
-    array = read_image(path)
+    array = read_image(path) if mode == "rgb" else _read_grey(Path(path), palette_index=mode == "index")
     return mask_from_array(array, path, mode=mode, threshold=threshold, colors=colors, values=values)
+
+
+def _read_grey(path: Path, palette_index: bool) -> np.ndarray:
+    """One channel: palette indices (index masks) or luminance; TIFFs PIL cannot read via tifffile."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode == "P" and palette_index:
+                return np.asarray(im)
+            if im.mode not in ("L", "1", "I", "I;16", "F"):
+                im = im.convert("L")
+            return np.asarray(im)
+    except FileNotFoundError:
+        raise DataError(f"{path}: file does not exist") from None
+    except Exception:
+        return read_image(path)  # read_image names the file in its error, or reads the TIFF
 
 
 def mask_from_array(
