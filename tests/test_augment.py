@@ -98,3 +98,15 @@ def test_3d_presets_keep_ids_and_alignment(preset: str) -> None:
         assert set(np.unique(m)) <= IDS
         agree = ((m > 0) == (vol[..., 0] > 115)).mean()
         assert agree > (0.9 if preset == "heavy" else 0.97), float(agree)
+
+
+def test_normalisation_from_a_model_config() -> None:
+    import unetzoo
+    from unetzoo.hub import default_preprocessing
+
+    model = unetzoo.create_model("unet_resnet34", in_channels=3)
+    t = build_transform("none", preprocessing=default_preprocessing(model))
+    out = t(image=np.full((8, 8, 3), 255, np.uint8), mask=np.zeros((8, 8), np.uint8))
+    np.testing.assert_allclose(
+        out["image"][0, 0], (1 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225]), rtol=1e-5
+    )

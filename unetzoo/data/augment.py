@@ -149,15 +149,20 @@ def build_transform(
     std: Sequence[float] | None = None,
     scale: float = 1 / 255,
     spatial_dims: int = 2,
+    preprocessing: dict | None = None,
 ) -> A.Compose | VolumePipeline:
     """A complete 2D or 3D pipeline: optional CLAHE, sizing, the preset, normalisation.
 
     Call it as ``t(image=img, mask=mask)`` in 2D and ``t(volume=vol, mask3d=mask)`` in 3D.
     ``mean``/``std`` (after multiplying by ``scale``) come from a model's preprocessing
-    config; without them 2D images are only scaled. Volumes are not normalised here (see
+    config: pass ``preprocessing=model.pretrained_info["preprocessing"]`` (or
+    ``unetzoo.hub.default_preprocessing(model)``); without them 2D images are only scaled. Volumes are not normalised here (see
     :class:`unetzoo.data.loader.TorchDataset`, which z-scores each volume). 3D sizing pads
     and crops (random crop, or centre crop for ``size_mode="center"``) to a ``D×H×W`` size.
     """
+    if preprocessing:
+        mean, std = preprocessing.get("mean", mean), preprocessing.get("std", std)
+        scale = preprocessing.get("scale", scale)
     steps: list = []
     if spatial_dims == 3:
         if size is not None:
