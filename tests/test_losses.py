@@ -26,6 +26,9 @@ TP, FP, FN = 1.8, 0.2, 1.2
 
 
 def test_names() -> None:
+    import unetzoo
+
+    assert unetzoo.list_losses() == list_losses() and unetzoo.create_loss is create_loss
     assert {"bce", "dice", "dice_bce", "focal", "tversky", "focal_tversky", "dice_focal", "ce"} <= set(
         list_losses()
     )

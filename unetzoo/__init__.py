@@ -3,6 +3,7 @@
 __version__ = "0.1.0"
 
 from .hub import from_pretrained, push_to_hub, save_pretrained
+from .losses import create_loss, list_losses
 from .models import (
     SegmentationModel,
     UNet,
@@ -20,8 +21,10 @@ __all__ = [
     "UNetPlusPlus",
     "UnknownNameError",
     "__version__",
+    "create_loss",
     "create_model",
     "from_pretrained",
+    "list_losses",
     "list_models",
     "list_pretrained",
     "push_to_hub",
