@@ -110,3 +110,15 @@ def test_normalisation_from_a_model_config() -> None:
     np.testing.assert_allclose(
         out["image"][0, 0], (1 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225]), rtol=1e-5
     )
+
+
+def test_3d_crop_keeps_small_foreground() -> None:
+    mask = np.zeros((60, 80, 70), np.uint8)
+    mask[50:53, 5:8, 60:63] = 2
+    volume = mask[..., None].astype(np.float32)
+    keep = build_transform("none", size=(16, 16, 16), spatial_dims=3, foreground_prob=1.0)
+    assert all((keep(volume=volume, mask3d=mask)["mask3d"] == 2).any() for _ in range(20))
+    plain = build_transform("none", size=(16, 16, 16), spatial_dims=3, foreground_prob=0.0)
+    assert sum((plain(volume=volume, mask3d=mask)["mask3d"] == 2).any() for _ in range(40)) < 10
+    small = plain(volume=volume[:10], mask3d=mask[:10])  # padded where smaller than the crop
+    assert small["volume"].shape[:3] == (16, 16, 16)

@@ -115,17 +115,48 @@ class VolumeGaussNoise:
         return v + rng.normal(0, rng.uniform(*self.std) * span, v.shape).astype(np.float32)
 
 
+class ForegroundCrop3D:
+    """Pad to ``size`` where smaller, then crop a ``D×H×W`` window that contains a random
+    foreground voxel with probability ``foreground_prob`` (else a uniformly random window)."""
+
+    def __init__(self, size: tuple[int, int, int], foreground_prob: float = 0.7) -> None:
+        self.size, self.foreground_prob = tuple(size), foreground_prob
+
+    def __call__(self, volume: np.ndarray, mask: np.ndarray, rng: np.random.Generator):
+        pad = [(0, max(0, s - d)) for s, d in zip(self.size, mask.shape, strict=True)]
+        if any(after for _, after in pad):
+            volume = np.pad(volume, pad + [(0, 0)] * (volume.ndim - 3))
+            mask = np.pad(mask, pad)
+        limit = np.array(mask.shape) - np.array(self.size)
+        foreground = np.flatnonzero(mask) if rng.random() < self.foreground_prob else np.empty(0)
+        if foreground.size:
+            voxel = np.array(np.unravel_index(foreground[rng.integers(foreground.size)], mask.shape))
+            start = np.clip(voxel - rng.integers(0, self.size), 0, limit)
+        else:
+            start = np.array([rng.integers(0, m + 1) for m in limit])
+        window = tuple(slice(int(a), int(a) + s) for a, s in zip(start, self.size, strict=True))
+        return volume[window], mask[window]
+
+
 class VolumePipeline:
-    """Albumentations 3D transforms, then volume intensity transforms.
+    """An optional foreground-aware crop, albumentations 3D transforms, then intensity transforms.
 
     Called as ``pipeline(volume=..., mask3d=...)`` and returns the same keys, like ``A.Compose``.
     """
 
-    def __init__(self, compose: A.Compose, intensity: list, seed: int | None = None) -> None:
-        self.compose, self.intensity = compose, intensity
+    def __init__(
+        self,
+        compose: A.Compose,
+        intensity: list,
+        crop: ForegroundCrop3D | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.compose, self.intensity, self.crop = compose, intensity, crop
         self.rng = np.random.default_rng(seed)
 
     def __call__(self, *, volume: np.ndarray, mask3d: np.ndarray) -> dict:
+        if self.crop is not None:
+            volume, mask3d = self.crop(volume, mask3d, self.rng)
         out = self.compose(volume=volume, mask3d=mask3d)
         for step in self.intensity:
             out["volume"] = step(out["volume"], self.rng)
@@ -158,19 +189,25 @@ def build_transform(
     config: pass ``preprocessing=model.pretrained_info["preprocessing"]`` (or
     ``unetzoo.hub.default_preprocessing(model)``); without them 2D images are only scaled. Volumes are not normalised here (see
     :class:`unetzoo.data.loader.TorchDataset`, which z-scores each volume). 3D sizing pads
-    and crops (random crop, or centre crop for ``size_mode="center"``) to a ``D×H×W`` size.
+    and crops to a ``D×H×W`` size: a crop that keeps foreground with probability
+    ``foreground_prob``, or a centre crop for ``size_mode="center"``.
     """
     if preprocessing:
         mean, std = preprocessing.get("mean", mean), preprocessing.get("std", std)
         scale = preprocessing.get("scale", scale)
     steps: list = []
     if spatial_dims == 3:
+        crop = None
         if size is not None:
             zyx = (size,) * 3 if isinstance(size, int) else tuple(size)
-            crop = A.CenterCrop3D if size_mode == "center" else A.RandomCrop3D
-            steps += [A.PadIfNeeded3D(min_zyx=zyx, fill=0, fill_mask=0), crop(size=zyx)]
+            if size_mode == "center":
+                steps += [A.PadIfNeeded3D(min_zyx=zyx, fill=0, fill_mask=0), A.CenterCrop3D(size=zyx)]
+            elif size_mode == "crop":
+                crop = ForegroundCrop3D(zyx, foreground_prob)
+            else:
+                raise ValueError(f"3D sizing is 'crop' or 'center', got {size_mode!r}")
         geometry, intensity = preset_3d(preset)
-        return VolumePipeline(A.Compose(steps + geometry), intensity)
+        return VolumePipeline(A.Compose(steps + geometry), intensity, crop)
     if clahe:
         steps.append(A.CLAHE(p=1.0))
     steps += size_transforms(size, size_mode, foreground_prob)
