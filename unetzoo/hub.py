@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from . import __version__
-from .models import create_model
+from .models import MODELS, create_model, model_spec
 from .models.papers import full_references
 
 CONFIG_NAME = "config.json"
@@ -112,9 +112,7 @@ def model_card(config: Mapping[str, Any], parameters: int, repo_id: str | None =
     if config.get("dataset"):
         lines.append(f"datasets: [{config['dataset']}]")
     lines += ["---", "", f"# {arch}", ""]
-    from .models import model_spec
-
-    spec = model_spec(arch) if arch in _registered() else None
+    spec = model_spec(arch) if arch in MODELS else None
     if spec is not None:
         lines += [spec.doc, ""]
         lines += [f"- {ref}" for ref in full_references(spec.paper)]
@@ -153,12 +151,6 @@ def model_card(config: Mapping[str, Any], parameters: int, repo_id: str | None =
     else:
         lines.append("Not recorded.")
     return "\n".join(lines) + "\n"
-
-
-def _registered() -> list[str]:
-    from .models import list_models
-
-    return list_models()
 
 
 def _atomic_write(path: Path, write) -> None:
