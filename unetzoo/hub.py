@@ -222,11 +222,16 @@ def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             f"{path}: cannot be read with torch.load(weights_only=True), which refuses "
             f"pickled code; convert it to safetensors ({type(exc).__name__}: {exc})"
         ) from exc
+    return unwrap_state_dict(state, str(path))
+
+
+def unwrap_state_dict(state: Any, origin: str) -> dict[str, torch.Tensor]:
+    """The tensors of a checkpoint: ``{"state_dict": ...}``/``{"model": ...}`` unwrapped, ``module.`` removed."""
     for wrapper in ("state_dict", "model"):
         if isinstance(state, Mapping) and isinstance(state.get(wrapper), Mapping):
             state = state[wrapper]
     if not isinstance(state, Mapping):
-        raise ValueError(f"{path}: holds a {type(state).__name__}, not a state dict")
+        raise ValueError(f"{origin}: holds a {type(state).__name__}, not a state dict")
     return {k.removeprefix("module."): v for k, v in state.items() if isinstance(v, torch.Tensor)}
 
 
@@ -379,9 +384,9 @@ def from_pretrained(
         config = {"architecture": architecture, "args": {}}
     if architecture is not None and config["architecture"] != architecture:
         raise ValueError(f"{source} holds a {config['architecture']!r} model, not {architecture!r}")
-    args = {**config.get("args", {}), **overrides, "encoder_weights": None}
-    if "encoder_weights" not in config.get("args", {}) and "encoder_weights" not in overrides:
-        args.pop("encoder_weights")
+    args = {**config.get("args", {}), **overrides}
+    if "encoder_weights" in args:  # the saved weights hold the encoder: never load it again
+        args["encoder_weights"] = None
     model = create_model(config["architecture"], **args)
     load_weights_into(model, read_weights(weights), source=str(weights), allow_reinit=bool(overrides))
     model.pretrained_info = {k: config.get(k) for k in ("preprocessing", "class_names", "dataset", "metrics")}

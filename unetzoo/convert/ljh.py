@@ -11,9 +11,9 @@ import os
 import re
 from collections.abc import Mapping
 
-import torch
 from torch import Tensor, nn
 
+from ..hub import read_weights, unwrap_state_dict
 from ..models import create_model
 
 LJH_ARCHS = {"U_Net": "unet", "AttU_Net": "attn_unet", "R2U_Net": "r2unet", "R2AttU_Net": "attn_r2unet"}
@@ -62,21 +62,11 @@ def ljh_to_unetzoo(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
 
 def _read_checkpoint(checkpoint: str | os.PathLike | Mapping[str, Tensor]) -> dict[str, Tensor]:
     if isinstance(checkpoint, Mapping):
-        sd = dict(checkpoint)
-    else:
-        path = os.fspath(checkpoint)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"checkpoint {path!r} does not exist")
-        try:
-            sd = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise ValueError(
-                f"cannot read checkpoint {path!r} with torch.load(weights_only=True): {exc}"
-            ) from exc
-    for wrapper in ("state_dict", "model"):
-        if isinstance(sd.get(wrapper), Mapping):
-            sd = dict(sd[wrapper])
-    return {k.removeprefix("module."): v for k, v in sd.items()}
+        return unwrap_state_dict(checkpoint, "checkpoint")
+    try:
+        return read_weights(checkpoint)
+    except ValueError as exc:
+        raise ValueError(f"cannot read checkpoint {os.fspath(checkpoint)!r}: {exc}") from exc
 
 
 def load_ljh(checkpoint: str | os.PathLike | Mapping[str, Tensor], arch: str, t: int = 2) -> nn.Module:

@@ -20,15 +20,9 @@ class TimmEncoder(nn.Module):
 
         if not timm.is_model(name):
             raise ValueError(f"unknown timm encoder {name!r}; see timm.list_models() for the names it knows")
-        model = timm.create_model(
-            name, pretrained=False, features_only=True, in_chans=in_channels,
-            out_indices=tuple(range(depth)),
-        )  # fmt: skip
-        if weights is not None:
-            from .weights import load_encoder_weights
+        from .weights import features_model
 
-            model = load_encoder_weights(model, name, weights, in_channels)
-        self.model = model
+        self.model = features_model(name, in_channels, tuple(range(depth)), weights)
         self.out_channels = list(self.model.feature_info.channels())
         self.reductions = list(self.model.feature_info.reduction())
 

