@@ -23,6 +23,7 @@ class SegmentationModel(nn.Module):
     spatial_dims: int
     in_channels: int
     output_stride: int
+    _encoder_frozen: bool = False
 
     def _setup(self, args: dict[str, Any]) -> None:
         self.config: dict[str, Any] = {
@@ -50,12 +51,26 @@ class SegmentationModel(nn.Module):
         return push_to_hub(self, repo_id, **kwargs)
 
     def freeze_encoder(self, freeze: bool = True) -> None:
-        """Stop (or restart) gradient updates of the encoder's parameters."""
+        """Freeze (or unfreeze) the encoder: no gradients, and kept in eval mode.
+
+        A frozen encoder stays in eval mode whatever mode the model is put in, so its
+        BatchNorm running statistics are used but never updated and its dropout is off.
+        Unfreezing makes it follow the model's mode again.
+        """
+        self._encoder_frozen = freeze
         for p in self.encoder.parameters():
             p.requires_grad_(not freeze)
+        self.encoder.train(self.training and not freeze)
+
+    def train(self, mode: bool = True) -> SegmentationModel:
+        """Set training mode like :meth:`torch.nn.Module.train`, keeping a frozen encoder in eval mode."""
+        super().train(mode)
+        if self._encoder_frozen:
+            self.encoder.eval()
+        return self
 
     def param_groups(self, lr: float, encoder_lr: float | None = None) -> list[dict[str, Any]]:
-        """Optimizer groups: the encoder at ``encoder_lr`` (default ``lr / 10``), the rest at ``lr``.
+        """Optimizer groups: the encoder at ``encoder_lr`` (``None``: ``lr / 10``), the rest at ``lr``.
 
         Frozen parameters are left out.
         """
@@ -64,7 +79,8 @@ class SegmentationModel(nn.Module):
         rest = [p for p in self.parameters() if id(p) not in encoder_ids and p.requires_grad]
         groups = [{"name": "decoder", "params": rest, "lr": lr}]
         if encoder:
-            groups.insert(0, {"name": "encoder", "params": encoder, "lr": encoder_lr or lr / 10})
+            encoder_lr = lr / 10 if encoder_lr is None else encoder_lr
+            groups.insert(0, {"name": "encoder", "params": encoder, "lr": encoder_lr})
         return groups
 
     def check_input(self, x: Tensor) -> None:

@@ -26,6 +26,7 @@ class UNetPlusPlus(SegmentationModel):
     ``aux_classes`` the return value is ``(mask_logits, class_logits)``.
 
     Args:
+        aspp_rates: dilation rates of the ASPP bottleneck (``bottleneck="aspp"``).
         decoder_channels: widths of the nested nodes per level, deepest first (default: the
             encoder's widths at those levels).
         Other arguments are those of :class:`unetzoo.models.UNet`.
@@ -44,6 +45,7 @@ class UNetPlusPlus(SegmentationModel):
         encoder_block: str = "double_conv",
         bottleneck: str = "conv",
         bottleneck_channels: int | None = 512,
+        aspp_rates: Sequence[int] = (6, 12, 18),
         decoder_channels: Sequence[int] | None = None,
         decoder_block: str = "double_conv",
         upsample: str = "transpose",
@@ -74,7 +76,7 @@ class UNetPlusPlus(SegmentationModel):
         *skip_channels, deepest = self.encoder.out_channels
         self.output_stride = self.encoder.reductions[-1]
         self.bottleneck, bottom = _bottleneck(
-            bottleneck, spatial_dims, deepest, bottleneck_channels, (), block_opts
+            bottleneck, spatial_dims, deepest, bottleneck_channels, aspp_rates, dict(block_opts, dropout=0.0)
         )
         depth = len(skip_channels)
         node_ch = list(decoder_channels or skip_channels[::-1])[::-1]
