@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from unetzoo.data import open_dataset
@@ -33,3 +34,73 @@ def test_volume_is_z_scored(shared: Path) -> None:
     assert item["image"].shape == (1, 48, 48, 48) and item["mask"].shape == (48, 48, 48)
     assert abs(float(item["image"].mean())) < 1e-4 and abs(float(item["image"].std()) - 1) < 1e-3
     assert set(np.unique(item["mask"].numpy())) <= {0, 1, 2}
+
+
+def _identical_samples(root: Path, n: int = 4) -> Path:
+    """``n`` copies of one image and mask: any difference between items comes from augmentation."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)
+    mask = np.zeros((40, 40), np.uint8)
+    mask[10:25, 5:30] = 255
+    for sub in ("images", "masks"):
+        (root / sub).mkdir(parents=True)
+    for i in range(n):
+        Image.fromarray(image).save(root / "images" / f"{i}.png")
+        Image.fromarray(mask).save(root / "masks" / f"{i}.png")
+    return root
+
+
+def _volumes(root: Path, n: int = 4) -> Path:
+    from unetzoo.data import write_volume
+
+    rng = np.random.default_rng(0)
+    volume = rng.normal(size=(12, 16, 16)).astype(np.float32)
+    label = np.zeros((12, 16, 16), np.uint8)
+    label[3:9, 4:12, 2:10] = 1
+    for sub in ("images", "labels"):
+        (root / sub).mkdir(parents=True)
+    for i in range(n):
+        write_volume(root / "images" / f"v{i}.nii.gz", volume, np.eye(4))
+        write_volume(root / "labels" / f"v{i}.nii.gz", label, np.eye(4))
+    return root
+
+
+def _images(dataset: TorchDataset, workers: int) -> list[torch.Tensor]:
+    loader = torch.utils.data.DataLoader(dataset, batch_size=1, num_workers=workers)
+    return [batch["image"][0] for batch in loader]
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_workers_draw_different_augmentations_reproducibly(tmp_path: Path, dims: int) -> None:
+    if dims == 2:
+        ds = open_dataset(_identical_samples(tmp_path / "d"))
+        transform = build_transform("heavy", size=32)
+    else:
+        ds = open_dataset(_volumes(tmp_path / "v"))
+        transform = build_transform("heavy", size=(8, 8, 8), spatial_dims=3)
+    # Unseeded: each of two workers draws its own augmentation (they once shared one state).
+    first, second = _images(TorchDataset(ds, transform), workers=2)[:2]
+    assert not torch.equal(first, second)
+    # Seeded: the same items whatever the number of workers, new ones each epoch.
+    seeded = TorchDataset(ds, transform, seed=7)
+    by_main, by_workers = _images(seeded, workers=0), _images(seeded, workers=2)
+    assert all(torch.equal(a, b) for a, b in zip(by_main, by_workers, strict=True))
+    assert len({tuple(x.flatten()[:64].tolist()) for x in by_main}) == len(by_main)
+    seeded.set_epoch(1)
+    assert not any(torch.equal(a, b) for a, b in zip(by_main, _images(seeded, workers=0), strict=True))
+
+
+def test_pad_collate_pads_ragged_batches_and_marks_the_padding() -> None:
+    from unetzoo.data.loader import pad_collate
+
+    items = [
+        {"image": torch.ones(3, 4, 5), "mask": torch.ones(4, 5, dtype=torch.long), "id": "a"},
+        {"image": torch.ones(3, 6, 3), "mask": torch.ones(6, 3, dtype=torch.long), "id": "b",
+         "roi": torch.tensor([[True, False, True]] * 6)},
+    ]  # fmt: skip
+    batch = pad_collate(items)
+    assert batch["image"].shape == (2, 3, 6, 5) and batch["mask"].shape == (2, 6, 5) and batch["id"] == ["a", "b"]
+    assert int(batch["roi"][0].sum()) == 20 and int(batch["roi"][1].sum()) == 12
+    assert float(batch["image"][0, :, 4:].abs().sum()) == 0 and int(batch["mask"][1, :, 3:].sum()) == 0

@@ -154,6 +154,11 @@ class VolumePipeline:
         self.compose, self.intensity, self.crop = compose, intensity, crop
         self.rng = np.random.default_rng(seed)
 
+    def set_random_state(self, random_generator: np.random.Generator, py_random) -> None:
+        """Draw the crop, the albumentations transforms and the intensity changes from these generators."""
+        self.rng = random_generator
+        self.compose.set_random_state(random_generator, py_random)
+
     def __call__(self, *, volume: np.ndarray, mask3d: np.ndarray) -> dict:
         if self.crop is not None:
             volume, mask3d = self.crop(volume, mask3d, self.rng)
