@@ -156,10 +156,10 @@ def check_data(
     raise typer.Exit(1)
 
 
-def _parse_option(text: str) -> tuple[str, object]:
+def _parse_option(text: str, flag: str = "--option") -> tuple[str, object]:
     key, sep, value = text.partition("=")
-    if not sep:
-        _fail(f"--option {text!r}: write key=value")
+    if not sep or not key:
+        _fail(f"{flag} {text!r}: write key=value")
     try:
         return key, json.loads(value)
     except json.JSONDecodeError:
@@ -286,6 +286,115 @@ def push(
     card = {k: info.get(k) for k in ("class_names", "dataset", "metrics", "preprocessing")}
     url = push_to_hub(model, repo_id, private=private, **card)
     console.print(f"pushed {directory} to {repo_id}: {url}")
+
+
+Opt = typer.Option
+_MODEL, _DATA, _LOSS, _OPT, _SPEED, _RUN = "Model", "Data", "Loss", "Optimisation", "Speed", "Run folder"
+
+
+@app.command()
+def finetune(
+    model: Annotated[str | None, typer.Argument(help="A model name, a weight tag, a save_pretrained folder or a Hub repo id.")] = None,
+    data: Annotated[str | None, typer.Argument(help="A dataset folder (any format open_dataset reads), or 'demo'.")] = None,
+    out: Annotated[str | None, Opt("--out", "-o", help="The run folder to create.", rich_help_panel=_RUN)] = None,
+    config: Annotated[Path | None, Opt(help="A YAML file of options (flags win over it); RUN/config.yaml repeats a run.", rich_help_panel=_RUN)] = None,
+    resume: Annotated[Path | None, Opt(help="Continue this run folder from its newest complete checkpoint.", rich_help_panel=_RUN)] = None,
+    overwrite: Annotated[bool, Opt(help="Replace an existing --out folder.", rich_help_panel=_RUN)] = False,
+    quiet: Annotated[bool, Opt(help="Plain logs: one line per epoch, no progress bars.", rich_help_panel=_RUN)] = False,
+    model_arg: Annotated[list[str] | None, Opt(help="create_model override key=value (JSON value); repeatable.", rich_help_panel=_MODEL)] = None,
+    pretrained: Annotated[str | None, Opt(help="Start from these weights: a tag, a folder or a Hub repo id.", rich_help_panel=_MODEL)] = None,
+    encoder_weights: Annotated[str | None, Opt(help="Encoder weights: imagenet or a file.", rich_help_panel=_MODEL)] = None,
+    classes: Annotated[int | None, Opt(help="Output classes (default: from the dataset).", rich_help_panel=_MODEL)] = None,
+    in_channels: Annotated[int | None, Opt(help="Input channels (default: from the dataset).", rich_help_panel=_MODEL)] = None,
+    format: Annotated[str | None, Opt(help="Dataset format (default: from the layout).", rich_help_panel=_DATA)] = None,
+    data_arg: Annotated[list[str] | None, Opt(help="Dataset format option key=value; labels=FILE.csv gives per-sample classes.", rich_help_panel=_DATA)] = None,
+    val: Annotated[float | None, Opt(help="Validation fraction of a seeded ratio split [0.2].", rich_help_panel=_DATA)] = None,
+    folds: Annotated[int | None, Opt(help="K-fold split with K folds.", rich_help_panel=_DATA)] = None,
+    fold: Annotated[int | None, Opt(help="Which fold validates [0].", rich_help_panel=_DATA)] = None,
+    split: Annotated[str | None, Opt(help="Reuse a split.json.", rich_help_panel=_DATA)] = None,
+    size: Annotated[str | None, Opt(help="Resize (2D) or centre pad/crop (3D) to HxW or DxHxW.", rich_help_panel=_DATA)] = None,
+    crop: Annotated[str | None, Opt(help="Mask-aware random crops of HxW or DxHxW; validation on whole images.", rich_help_panel=_DATA)] = None,
+    crop_foreground: Annotated[float | None, Opt(help="Probability that a crop holds foreground [0.7].", rich_help_panel=_DATA)] = None,
+    preset: Annotated[str | None, Opt(help="Augmentation: none, light, standard, heavy [standard].", rich_help_panel=_DATA)] = None,
+    clahe: Annotated[bool | None, Opt("--clahe/--no-clahe", help="Contrast-limited histogram equalisation first.", rich_help_panel=_DATA)] = None,
+    batch_size: Annotated[int | None, Opt(help="Samples per batch and process [8].", rich_help_panel=_DATA)] = None,
+    val_batch_size: Annotated[int | None, Opt(help="Validation batch [batch size; 1 with --crop].", rich_help_panel=_DATA)] = None,
+    accumulate: Annotated[int | None, Opt(help="Gradient accumulation: batches per optimizer step [1].", rich_help_panel=_DATA)] = None,
+    workers: Annotated[int | None, Opt(help="DataLoader worker processes [2].", rich_help_panel=_DATA)] = None,
+    drop_last: Annotated[bool | None, Opt("--drop-last/--keep-last", help="Drop the last incomplete batch [drop].", rich_help_panel=_DATA)] = None,
+    loss: Annotated[str | None, Opt(help="Loss name, see 'unetzoo list losses' [dice_bce].", rich_help_panel=_LOSS)] = None,
+    loss_arg: Annotated[list[str] | None, Opt(help="Loss option key=value, e.g. alpha=0.7; repeatable.", rich_help_panel=_LOSS)] = None,
+    mode: Annotated[str | None, Opt(help="auto, binary or multiclass [auto: from the class count].", rich_help_panel=_LOSS)] = None,
+    ignore_index: Annotated[int | None, Opt(help="Mask value that counts nowhere.", rich_help_panel=_LOSS)] = None,
+    aux_loss_weight: Annotated[float | None, Opt(help="Weight of the classification-head loss [0.2].", rich_help_panel=_LOSS)] = None,
+    optimizer: Annotated[str | None, Opt(help="adamw, adam or sgd [adamw].", rich_help_panel=_OPT)] = None,
+    lr: Annotated[float | None, Opt(help="Learning rate [1e-3].", rich_help_panel=_OPT)] = None,
+    weight_decay: Annotated[float | None, Opt(help="Weight decay, not on biases and norms [1e-4].", rich_help_panel=_OPT)] = None,
+    momentum: Annotated[float | None, Opt(help="SGD momentum [0.9].", rich_help_panel=_OPT)] = None,
+    encoder_lr_mult: Annotated[float | None, Opt(help="Encoder learning rate = lr × this; 0 freezes it [1].", rich_help_panel=_OPT)] = None,
+    freeze_encoder_epochs: Annotated[int | None, Opt(help="Encoder frozen (statistics too) for these first epochs [0].", rich_help_panel=_OPT)] = None,
+    scheduler: Annotated[str | None, Opt(help="onecycle, cosine, poly, plateau or none [cosine].", rich_help_panel=_OPT)] = None,
+    warmup: Annotated[int | None, Opt(help="Linear warm-up steps [0].", rich_help_panel=_OPT)] = None,
+    min_lr: Annotated[float | None, Opt(help="Final learning rate of cosine/poly [0].", rich_help_panel=_OPT)] = None,
+    clip: Annotated[float | None, Opt(help="Clip the gradient norm to this.", rich_help_panel=_OPT)] = None,
+    ema: Annotated[float | None, Opt(help="Weight EMA decay, e.g. 0.999; kept as best when better.", rich_help_panel=_OPT)] = None,
+    epochs: Annotated[int | None, Opt(help="Epochs [10].", rich_help_panel=_OPT)] = None,
+    max_steps: Annotated[int | None, Opt(help="Optimizer steps instead of --epochs (0: validate only).", rich_help_panel=_OPT)] = None,
+    early_stop: Annotated[int | None, Opt(help="Stop after this many epochs without improvement.", rich_help_panel=_OPT)] = None,
+    monitor: Annotated[str | None, Opt(help="Metric that picks best/ and early stopping [val_dice].", rich_help_panel=_OPT)] = None,
+    monitor_mode: Annotated[str | None, Opt(help="max or min [max].", rich_help_panel=_OPT)] = None,
+    threshold: Annotated[float | None, Opt(help="Probability threshold of binary predictions [0.5].", rich_help_panel=_OPT)] = None,
+    seed: Annotated[int | None, Opt(help="Seed of the split, order, augmentation and init [0].", rich_help_panel=_OPT)] = None,
+    deterministic: Annotated[bool | None, Opt("--deterministic/--nondeterministic", help="Deterministic kernels only.", rich_help_panel=_OPT)] = None,
+    device: Annotated[str | None, Opt(help="auto, cpu or cuda [auto].", rich_help_panel=_SPEED)] = None,
+    mixed_precision: Annotated[str | None, Opt(help="auto (bf16 where native, else no), no, fp16, bf16.", rich_help_panel=_SPEED)] = None,
+    channels_last: Annotated[bool | None, Opt("--channels-last/--no-channels-last", help="Channels-last memory [on in 2D].", rich_help_panel=_SPEED)] = None,
+    compile: Annotated[bool | None, Opt("--compile/--no-compile", help="torch.compile the model.", rich_help_panel=_SPEED)] = None,
+    gradient_checkpointing: Annotated[bool | None, Opt("--gradient-checkpointing/--no-gradient-checkpointing", help="Recompute activations to save memory.", rich_help_panel=_SPEED)] = None,
+    checkpoint_every: Annotated[int | None, Opt(help="Also checkpoint every N optimizer steps.", rich_help_panel=_RUN)] = None,
+    keep_checkpoints: Annotated[int | None, Opt(help="Checkpoints kept [2].", rich_help_panel=_RUN)] = None,
+    samples: Annotated[int | None, Opt(help="Validation images drawn in samples/epoch_NNN.png [4].", rich_help_panel=_RUN)] = None,
+    log_with: Annotated[str | None, Opt(help="An Accelerate tracker: tensorboard, wandb, ...", rich_help_panel=_RUN)] = None,
+) -> None:  # fmt: skip
+    """Fine-tune a zoo model on a dataset; writes a run folder with best/ and last/ models.
+
+    Several processes: torchrun --nproc_per_node N -m unetzoo finetune ..., or
+    accelerate launch --multi_gpu --num_processes N -m unetzoo finetune ...
+    """
+    given = {k: v for k, v in locals().items() if v is not None}
+    for flag in ("config", "resume", "overwrite", "quiet"):
+        given.pop(flag, None)
+    for name in ("model_arg", "data_arg", "loss_arg"):
+        if name in given:
+            given[name + "s"] = dict(_parse_option(t, "--" + name.replace("_", "-")) for t in given.pop(name))
+    from .data import DataError
+    from .hub import WeightsUnavailableError
+    from .training import ConfigError, FinetuneConfig, RunFolderError, config_for_resume, read_yaml
+    from .training import finetune as run_finetune
+    from .training.run_folder import describe_os_error
+
+    try:
+        if resume is not None:
+            if out is not None and Path(out) != resume:
+                _fail(f"--out {out} and --resume {resume}: a resumed run stays in its own folder")
+            options = config_for_resume(resume, given)
+        else:
+            values = {**(read_yaml(config) if config else {}), **given}
+            for name, what in (("model", "MODEL"), ("data", "DATA"), ("out", "--out RUN")):
+                if not values.get(name):
+                    _fail(f"missing {what}: unetzoo finetune MODEL DATA --out RUN (or --config FILE, --resume RUN)")
+            options = FinetuneConfig.from_dict(values, origin=str(config) if config else "options")
+        result = run_finetune(options, resume=resume is not None, overwrite=overwrite, quiet=quiet)
+    except (ConfigError, RunFolderError, DataError, UnknownNameError, WeightsUnavailableError) as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(describe_os_error(exc))
+    if not result.main:
+        return
+    best = result.best_metrics
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in best.items() if isinstance(v, float))
+    console.print(f"best: {result.best} (epoch {result.best_epoch}: {shown})", highlight=False)
+    console.print(f'load it: model = unetzoo.from_pretrained("{result.best}")', highlight=False)
 
 
 if __name__ == "__main__":
