@@ -367,11 +367,17 @@ def finetune(
     for name in ("model_arg", "data_arg", "loss_arg"):
         if name in given:
             given[name + "s"] = dict(_parse_option(t, "--" + name.replace("_", "-")) for t in given.pop(name))
-    from .data import DataError
-    from .hub import WeightsUnavailableError
-    from .training import ConfigError, FinetuneConfig, RunFolderError, config_for_resume, read_yaml
-    from .training import finetune as run_finetune
-    from .training.run_folder import describe_os_error
+    try:
+        import accelerate  # noqa: F401
+
+        from .data import DataError
+        from .hub import WeightsUnavailableError
+        from .training import ConfigError, FinetuneConfig, RunFolderError, config_for_resume, read_yaml
+        from .training import finetune as run_finetune
+        from .training.run_folder import describe_os_error
+    except ImportError as exc:
+        _fail(f"unetzoo finetune needs the training extras ({exc.name} is missing): "
+              "pip install 'unetzoo[train,data]'")  # fmt: skip
 
     try:
         if resume is not None:

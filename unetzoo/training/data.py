@@ -188,4 +188,13 @@ def make_loader(dataset: TorchDataset, indices: list[int] | None, batch_size: in
         collate_fn=pad_collate,
         pin_memory=pin_memory,
         persistent_workers=False,
+        worker_init_fn=_one_thread if workers else None,
     )
+
+
+def _one_thread(worker_id: int) -> None:
+    """A DataLoader worker computes on one thread: OpenCV's thread pool in every worker would
+    oversubscribe the cores that the training process's own threads need."""
+    import cv2
+
+    cv2.setNumThreads(1)
