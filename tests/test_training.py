@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 from pathlib import Path
 
@@ -160,7 +161,7 @@ def test_optimisation_options_together(kvasir: Path, tmp_path: Path) -> None:
     assert best.pretrained_info["metrics"]["val_dice"] >= 0
     result = invoke("unet", kvasir, "--out", tmp_path / "plateau", *TINY_UNET, *FAST, "--optimizer", "adam",
                     "--scheduler", "plateau", "--epochs", "3", "--early-stop", "1", "--monitor", "val_loss",
-                    "--monitor-mode", "min", "--lr", "0.5")  # fmt: skip
+                    "--monitor-mode", "min", "--lr", "0.5", "--gradient-checkpointing")  # fmt: skip
     assert result.exit_code == 0, result.output
     assert len(rows_of(tmp_path / "plateau")) in (2, 3)
 
@@ -209,6 +210,9 @@ def test_multiclass_3d_with_classification_head(tmp_path: Path) -> None:
         (["unet", "--batch-size", "64"], ["--batch-size 64 is larger than the training set (10 samples)"]),
         (["unet", "--model-arg", "nonsense=1"], ["takes no argument(s) 'nonsense'"]),
         (["unet", "--model-arg", "broken"], ["--model-arg 'broken': write key=value"]),
+        pytest.param(["unet", "--log-with", "tensorboard"], ["--log-with tensorboard: that tracker is not installed"],
+                     marks=pytest.mark.skipif(importlib.util.find_spec("tensorboard") is not None,
+                                              reason="tensorboard is installed here")),
     ],
 )
 def test_bad_options_are_one_line_errors(kvasir: Path, tmp_path: Path, args: list[str], needles: list[str]) -> None:
@@ -248,3 +252,49 @@ def test_resume_and_out_folder_errors(kvasir: Path, tmp_path: Path) -> None:
     result = invoke("unet", kvasir, "--out", blocker / "run", *TINY_UNET, *FAST)
     assert_one_line_error(result, "cannot write")
     assert_one_line_error(invoke("unet", kvasir, *FAST), "missing --out RUN")
+
+
+def test_continue_from_saved_weights_and_imagenet_encoder(kvasir: Path, tmp_path: Path) -> None:
+    first = tmp_path / "first"
+    result = invoke("unet_resnet34", kvasir, "--out", first, *FAST, "--max-steps", "2",
+                    "--model-arg", 'encoder="efficientnet_lite0"', "--model-arg", "decoder_channels=[16,8,8,8,4]",
+                    "--encoder-weights", "imagenet", "--gradient-checkpointing")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    saved = json.loads((first / "best" / "config.json").read_text())
+    assert saved["args"]["encoder_weights"] is None and saved["args"]["encoder"] == "efficientnet_lite0"
+    assert saved["preprocessing"]["mean"] == [0.485, 0.456, 0.406]  # ImageNet statistics for the encoder
+    # The saved folder as MODEL, and a registered name with --pretrained DIR, both continue from it.
+    for args in ([first / "best"], ["unet_resnet34", "--pretrained", first / "best"]):
+        out = tmp_path / f"next{len(args)}"
+        result = invoke(*args, kvasir, "--out", out, *FAST, "--max-steps", "0")
+        assert result.exit_code == 0, result.output
+        assert rows_of(out)[0]["val_dice"] == rows_of(first)[-1]["val_dice"]  # validation of the same weights
+
+
+def test_field_of_view_restricts_validation_metrics(shared: Path, tmp_path: Path) -> None:
+    import shutil
+
+    drive = tmp_path / "drive"
+    source = shared / "datasets" / "DRIVE" / "training"
+    for sub in ("images", "1st_manual", "mask"):
+        (drive / sub).mkdir(parents=True)
+        for path in sorted((source / sub).iterdir())[:4]:
+            shutil.copyfile(path, drive / sub / path.name)
+    run = tmp_path / "run"
+    result = invoke("unet", drive, "--out", run, *TINY_UNET, "--crop", "48x48", "--batch-size", "2", "--workers",
+                    "0", "--mixed-precision", "no", "--quiet", "--max-steps", "2", "--val", "0.5",
+                    "--samples", "1", "--lr", "0.01")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    best = unetzoo.from_pretrained(run / "best")
+    split = json.loads((run / "split.json").read_text())["split"]
+    val = TorchDataset(open_dataset(drive), build_transform("none", preprocessing=best.pretrained_info[
+        "preprocessing"]), ids=split["val"])  # fmt: skip
+    counts, unrestricted = [], []
+    with torch.no_grad():
+        for item in (val[i] for i in range(len(val))):
+            logits = best(item["image"][None])
+            counts.append(confusion_counts(logits, item["mask"][None], mode="binary", roi=item["roi"][None]))
+            unrestricted.append(confusion_counts(logits, item["mask"][None], mode="binary"))
+    logged = float(rows_of(run)[-1]["val_precision"])
+    assert scores(torch.cat(counts))["precision"] == pytest.approx(logged, abs=1e-9)
+    assert scores(torch.cat(unrestricted))["precision"] != pytest.approx(logged, abs=1e-6)

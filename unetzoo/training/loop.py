@@ -114,6 +114,9 @@ class Trainer:
         except (ValueError, ImportError) as exc:
             raise ConfigError(f"--mixed-precision/--log-with: {exc}") from exc
         acc = self.accelerator
+        if config.log_with and not acc.log_with:
+            raise ConfigError(f"--log-with {config.log_with}: that tracker is not installed (pip install it, "
+                              "e.g. tensorboard or wandb)")  # fmt: skip
         self.main = acc.is_main_process
         self.reporter = Reporter(self.main, quiet)
         set_determinism(config.deterministic)
