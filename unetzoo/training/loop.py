@@ -14,6 +14,7 @@ import json
 import math
 import shutil
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,12 +38,15 @@ from .setup import (
     build_loss,
     build_model,
     class_names,
+    cpu_supports_bf16,
     preprocessing_of,
     resolve_mixed_precision,
     resolve_task,
     set_determinism,
     use_cpu,
 )
+
+REPORT_EVERY = 10  # optimizer steps between loss read-outs for plain (--quiet) logs
 
 
 @dataclass
@@ -106,6 +110,10 @@ class Trainer:
             self.folder.check_new(overwrite)
         cpu = use_cpu(config)
         config.mixed_precision = resolve_mixed_precision(config.mixed_precision, cpu)
+        if cpu and config.mixed_precision == "bf16" and not cpu_supports_bf16():
+            warnings.warn("--mixed-precision bf16 on a CPU without native bf16 (AVX512-BF16 or AMX) is "
+                          "emulated and many times slower than full precision; 'auto' chooses for you",
+                          stacklevel=2)  # fmt: skip
         if AcceleratorState._shared_state:  # an earlier run in this process: let this one set its own precision
             AcceleratorState._reset_state()
         try:
@@ -164,6 +172,7 @@ class Trainer:
             self.ema.to(acc.device)
             acc.register_for_checkpointing(self.ema)
         self.state = TrainerState()
+        self.pending_loss = torch.zeros((), dtype=torch.float64, device=acc.device)
         self.rows: list[dict[str, Any]] = []
         self._prepare_folder()
 
@@ -250,7 +259,7 @@ class Trainer:
             with sync:
                 loss = self._loss(batch)
                 acc.backward(loss / group)
-            s.loss_sum += float(loss.detach())
+            self.pending_loss += loss.detach()
             s.loss_count += 1
             s.samples += batch["image"].shape[0] * acc.num_processes
             micro += 1
@@ -259,6 +268,8 @@ class Trainer:
             self._optimizer_step(frozen, encoder)
             s.seconds += time.perf_counter() - started
             started = time.perf_counter()
+            if s.step % REPORT_EVERY == 0 or not self.reporter.quiet:
+                self._flush_loss()  # waits for the device: only as often as the loss is shown
             self.reporter.step(s.loss_sum / max(s.loss_count, 1), s.samples / max(s.seconds, 1e-9))
             if c.checkpoint_every and s.step % c.checkpoint_every == 0 and s.epoch_step < self.steps_per_epoch:
                 self._checkpoint()
@@ -358,6 +369,7 @@ class Trainer:
 
     def _end_of_epoch(self, seconds: float) -> None:
         acc, c, s = self.accelerator, self.config, self.state
+        self._flush_loss()
         loss_mean = torch.tensor([s.loss_sum, float(s.loss_count)], device=acc.device, dtype=torch.float64)
         loss_mean = acc.reduce(loss_mean, reduction="sum")
         row: dict[str, Any] = {
@@ -416,8 +428,14 @@ class Trainer:
             return True
         return value > than if self.config.monitor_mode == "max" else value < than
 
+    def _flush_loss(self) -> None:
+        """Move the running loss summed on the device into the saved state."""
+        self.state.loss_sum += float(self.pending_loss)
+        self.pending_loss.zero_()
+
     def _checkpoint(self) -> None:
         acc, s = self.accelerator, self.state
+        self._flush_loss()
         tmp = self.folder.temporary_checkpoint(s.step)
         acc.wait_for_everyone()
         try:
