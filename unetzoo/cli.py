@@ -403,5 +403,75 @@ def finetune(
     console.print(f'load it: model = unetzoo.from_pretrained("{result.best}")', highlight=False)
 
 
+@app.command()
+def evaluate(
+    source: Annotated[str, typer.Argument(help="A run folder, a saved model folder, a weight tag or a Hub repo id.")],
+    data: Annotated[str | None, typer.Argument(help="The dataset (default: the run's).")] = None,
+    split: Annotated[str, Opt(help="auto (test folder, else all), all, train, val, test or a split.json.")] = "auto",
+    tta: Annotated[str, Opt(help="Test-time augmentation: none, flips or d4.")] = "none",
+    threshold: Annotated[str, Opt(help="Binary threshold, or auto (best Dice on the run's validation split).")] = "0.5",
+    window: Annotated[str | None, Opt(help="Sliding window HxW (DxHxW); default: whole images.")] = None,
+    overlap: Annotated[float, Opt(help="Window overlap fraction.")] = 0.5,
+    blend: Annotated[str, Opt(help="Window blending: gaussian or constant.")] = "gaussian",
+    roi: Annotated[bool, Opt("--roi/--no-roi", help="Count only the dataset's region of interest (DRIVE's field of view).")] = False,
+    data_arg: Annotated[list[str] | None, Opt(help="Dataset format option key=value (default: the run's).")] = None,
+    json_out: Annotated[Path | None, Opt("--json", help="Write the scores and settings as JSON.")] = None,
+    per_image: Annotated[Path | None, Opt(help="Write one CSV row of scores per image.")] = None,
+) -> None:  # fmt: skip
+    """Score a model on a dataset: global (pixels pooled) and mean-per-image Dice, IoU and more.
+
+    Several processes: torchrun --nproc_per_node N -m unetzoo evaluate ... gives the same numbers.
+    """
+    import csv
+    import os
+
+    from .data import DataError
+    from .evaluation import EvaluationError, load_source
+    from .evaluation import evaluate as run_evaluate
+    from .hub import WeightsUnavailableError
+
+    accelerator = None
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        import torch
+        from accelerate import Accelerator
+
+        accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    main = accelerator is None or accelerator.is_main_process
+    try:
+        chosen = threshold if threshold == "auto" else float(threshold)
+        size = _parse_size(window, window.count("x") + 1) if window else None
+        loaded = load_source(source)
+        if data is None:
+            if loaded.run is None:
+                _fail("DATA: give the dataset to evaluate on (only a run folder knows its own)")
+            data = str(loaded.options["data"])
+        options = dict(_parse_option(t, "--data-arg") for t in data_arg) if data_arg else None
+        result = run_evaluate(loaded, data, split=split, tta=tta, threshold=chosen, window=size, overlap=overlap,
+                              blend=blend, roi=roi, data_args=options, accelerator=accelerator)  # fmt: skip
+    except ValueError as exc:
+        if "could not convert" in str(exc):
+            _fail(f"--threshold {threshold!r}: give a probability such as 0.5, or auto")
+        _fail(str(exc))
+    except (DataError, EvaluationError, UnknownNameError, WeightsUnavailableError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    if not main:
+        return
+    table = Table(title=f"{source} on {data} ({result.settings['split']}, {len(result.per_image)} images, "
+                        f"tta {tta}, threshold {result.threshold:g}{', within the region of interest' if roi else ''})")  # fmt: skip
+    table.add_column("metric", style="bold cyan")
+    table.add_column("global: pixels pooled", justify="right")
+    table.add_column("per_image: mean of images", justify="right")
+    for key, value in result.global_scores.items():
+        table.add_row(key, f"{value:.4f}", f"{result.per_image_scores[key]:.4f}")
+    Console(soft_wrap=True).print(table)
+    if json_out is not None:
+        json_out.write_text(json.dumps(result.to_json(), indent=2) + "\n")
+    if per_image is not None and result.per_image:
+        with per_image.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(result.per_image[0]))
+            writer.writeheader()
+            writer.writerows(result.per_image)
+
+
 if __name__ == "__main__":
     app()

@@ -28,13 +28,28 @@ def open_dataset(path: str | os.PathLike, format: str | None = None, **options: 
     ``slices`` or a plugin's); without it the layout decides. Split folders (``train/``,
     ``val/``, ``test/`` and the like) are opened one by one and joined, ids prefixed with the
     folder, and ``given_split`` records each sample's split. ``options`` go to the format.
+    ``"demo"`` opens the built-in generated dataset of textured shapes.
     """
-    root = Path(path)
+    root = resolve_data_path(path)
     if not root.exists():
         raise DataError(f"{root}: dataset path does not exist")
     if format is not None:
         return DATASETS.get(format)(root, **options)
     return detect_format(root, options)
+
+
+def resolve_data_path(data: str | os.PathLike) -> Path:
+    """A dataset path; ``demo`` / ``demo:<name>`` (when no such folder exists) is a built-in generated
+    dataset, made once into a cache folder (see :mod:`unetzoo.data.demo`)."""
+    text = os.fspath(data)
+    if (text == "demo" or text.startswith("demo:")) and not Path(text).exists():
+        from .demo import DEMO_DATASETS, demo_dataset
+
+        name = text.partition(":")[2] or DEMO_DATASETS[0]
+        if name not in DEMO_DATASETS:
+            raise DataError(f"{text}: no such demo dataset; choose one of {', '.join(DEMO_DATASETS)}")
+        return demo_dataset(name)
+    return Path(text)
 
 
 def detect_format(root: Path, options: dict[str, Any]) -> SegmentationDataset:

@@ -17,26 +17,12 @@ from ..data.loader import TorchDataset, pad_collate
 from ..data.splits import Split, kfold_split, load_split, make_split
 from .config import ConfigError, FinetuneConfig, parse_size
 
-DEMO_PREFIX = "demo"
-
-
-def resolve_data_path(data: str) -> Path:
-    """``demo`` / ``demo:<name>`` is a built-in generated dataset (made once into a cache folder)."""
-    if data == DEMO_PREFIX or data.startswith(f"{DEMO_PREFIX}:"):
-        from ..data.demo import DEMO_DATASETS, demo_dataset
-
-        name = data.partition(":")[2] or DEMO_DATASETS[0]
-        if name not in DEMO_DATASETS:
-            raise ConfigError(f"DATA {data!r}: no such demo dataset; choose one of {', '.join(DEMO_DATASETS)}")
-        return demo_dataset(name)
-    return Path(data)
-
 
 def open_training_dataset(config: FinetuneConfig) -> tuple[SegmentationDataset, dict[str, int] | None]:
     """The dataset, and the per-sample class labels when ``data_args`` names a ``labels`` CSV."""
     options = dict(config.data_args)
     labels_file = options.pop("labels", None)
-    dataset = open_dataset(resolve_data_path(config.data), format=config.format, **options)
+    dataset = open_dataset(config.data, format=config.format, **options)
     if len(dataset) == 0:
         raise DataError(f"{config.data}: the dataset has no samples")
     labels = read_labels(labels_file, dataset) if labels_file else None

@@ -1,0 +1,221 @@
+"""Evaluating a trained model on a dataset: the papers' two aggregations, with TTA and windows.
+
+``global``: the pixels of the whole set pooled, then one score (as DRIVE papers report,
+within the field of view). ``per_image``: a score per image, then their mean (as Kvasir-SEG
+papers report mDice / mIoU). Under several processes the per-image counts are gathered, so
+the numbers equal those of one process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import DataError, SegmentationDataset, open_dataset
+from .data.augment import build_transform
+from .data.loader import TorchDataset
+from .data.splits import load_split
+from .hub import default_preprocessing, from_pretrained
+from .inference import predict
+from .metrics import confusion_counts, scores
+from .models import create_model
+from .weights import list_pretrained
+
+THRESHOLD_GRID = tuple(round(0.05 * i, 2) for i in range(1, 20))
+
+
+class EvaluationError(ValueError):
+    """An evaluation that cannot run as asked; the message names the option or file."""
+
+
+@dataclass
+class Source:
+    """A model to evaluate and, when it came from a run folder, that run's options and split."""
+
+    model: nn.Module
+    run: Path | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def load_source(text: str) -> Source:
+    """A run folder (its ``best/``), a ``save_pretrained`` folder or file, a weight tag or a Hub repo id."""
+    path = Path(text)
+    if (path / "config.yaml").is_file() and (path / "best").is_dir():
+        import yaml
+
+        options = yaml.safe_load((path / "config.yaml").read_text()) or {}
+        return Source(from_pretrained(path / "best"), path, options)
+    if text in list_pretrained():
+        arch, _, tag = text.partition(".")
+        return Source(create_model(arch, pretrained=tag).eval())
+    if path.exists() or text.count("/") == 1:
+        return Source(from_pretrained(text))
+    raise EvaluationError(f"{text}: not a run folder, a saved model, a weight tag or a Hub repo id")
+
+
+def choose_ids(dataset: SegmentationDataset, split: str, source: Source) -> list[str]:
+    """``all``; ``train``/``val``/``test`` from the dataset's split folders, else the run's split.json; or a split file."""
+    if split == "all":
+        return dataset.ids
+    if split in ("train", "val", "test"):
+        if dataset.given_split:
+            ids = [i for i, part in dataset.given_split.items() if part == split]
+        elif source.run is not None and (source.run / "split.json").is_file():
+            ids = load_split(source.run / "split.json", dataset).get(split, [])
+        else:
+            raise EvaluationError(f"--split {split}: {dataset.root} has no split folders and no run split.json; "
+                                  "use --split all")  # fmt: skip
+        if not ids:
+            raise EvaluationError(f"--split {split}: no {split} samples in {dataset.root}")
+        return sorted(ids)
+    return sorted(load_split(split, dataset).get("test") or load_split(split, dataset)["val"])
+
+
+@dataclass
+class Evaluation:
+    """What ``evaluate`` measured: scores of both aggregations, per-image rows, the settings."""
+
+    global_scores: dict[str, float]
+    per_image_scores: dict[str, float]
+    per_image: list[dict[str, Any]]
+    threshold: float
+    settings: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"settings": self.settings, "threshold": self.threshold, "global": self.global_scores,
+                "per_image_mean": self.per_image_scores, "samples": len(self.per_image)}  # fmt: skip
+
+
+def probabilities_of(model: nn.Module, image: torch.Tensor, *, size: tuple[int, ...] | None, **opts) -> torch.Tensor:
+    """Probabilities at the image's own size: resized to the training ``size`` and back when given."""
+    original = tuple(image.shape[2:])
+    if size is not None and tuple(size) != original:
+        resized = F.interpolate(image, size=size, mode="bilinear" if image.dim() == 4 else "trilinear")
+        probs = predict(model, resized, **opts)
+        return F.interpolate(probs, size=original, mode="bilinear" if image.dim() == 4 else "trilinear")
+    return predict(model, image, **opts)
+
+
+def counts_of(probs: torch.Tensor, mask: torch.Tensor, threshold: float, roi: torch.Tensor | None) -> torch.Tensor:
+    """Confusion counts of thresholded (one channel) or arg-max (several) probabilities."""
+    if probs.shape[1] == 1:  # p > t, written as the logit-space test of confusion_counts at 0.5
+        return confusion_counts(probs - threshold, mask, mode="binary", roi=roi)
+    return confusion_counts(probs, mask, mode="multiclass", roi=roi)
+
+
+def evaluate(
+    source: Source,
+    data: str | Path,
+    *,
+    split: str = "auto",
+    tta: str = "none",
+    threshold: float | str = 0.5,
+    window: tuple[int, ...] | None = None,
+    overlap: float = 0.5,
+    blend: str = "gaussian",
+    roi: bool = False,
+    data_args: dict[str, Any] | None = None,
+    accelerator=None,
+    progress=None,
+) -> Evaluation:
+    """Evaluate ``source`` on ``data``; ``threshold="auto"`` picks the best global Dice on the run's validation split."""
+    model = source.model.eval()
+    options = dict(source.options.get("data_args") or {}) if data_args is None else dict(data_args)
+    options.pop("labels", None)
+    dataset = open_dataset(data, format=source.options.get("format"), **options)
+    if split == "auto":
+        split = "test" if "test" in set(dataset.given_split.values()) else "all"
+    ids = choose_ids(dataset, split, source)
+    classes = int(getattr(model, "config", {}).get("classes", 1))
+    if dataset.num_classes is not None and classes > 1 and dataset.num_classes != classes:
+        raise EvaluationError(f"{data}: the dataset has {dataset.num_classes} classes "
+                              f"({', '.join(dataset.class_names)}), the model {classes}")  # fmt: skip
+    size = _training_size(source)
+    opts = dict(tta=tta, window=window, overlap=overlap, blend=blend)
+    if threshold == "auto":
+        threshold = _auto_threshold(source, size, opts, accelerator)
+    prep = (getattr(model, "pretrained_info", None) or {}).get("preprocessing") or default_preprocessing(model)
+    items = TorchDataset(dataset, build_transform("none", preprocessing=prep, spatial_dims=dataset.spatial_dims),
+                         ids=ids)  # fmt: skip
+    if roi and not any(dataset[dataset.ids.index(i)].roi is not None for i in ids[:1]):
+        raise EvaluationError(f"--roi: {data} has no region-of-interest masks")
+    counts, names = _run(model, items, size, opts, float(threshold), roi, accelerator, progress)
+    class_names = (getattr(model, "pretrained_info", None) or {}).get("class_names")
+    global_scores = scores(counts, reduction="global", class_names=class_names)
+    per_image_scores = scores(counts, reduction="per_image", class_names=class_names)
+    rows = []
+    for sample_id, c in zip(names, counts, strict=True):
+        rows.append({"id": sample_id, **{k: v for k, v in scores(c, class_names=class_names).items()}})
+    settings = {"model": str(getattr(model, "pretrained_info", {}).get("source", "")), "data": str(data),
+                "split": split, "tta": tta, "window": list(window) if window else None, "overlap": overlap,
+                "blend": blend, "roi": roi, "resized_to": list(size) if size else None,
+                "processes": accelerator.num_processes if accelerator is not None else 1}  # fmt: skip
+    return Evaluation(global_scores, per_image_scores, rows, float(threshold), settings)
+
+
+def _training_size(source: Source) -> tuple[int, ...] | None:
+    size = source.options.get("size")
+    if not size:
+        return None
+    dims = tuple(int(v) for v in str(size).lower().split("x"))
+    spatial = int(source.model.config.get("spatial_dims", 2))
+    return dims * spatial if len(dims) == 1 else dims
+
+
+def _run(model, items: TorchDataset, size, opts, threshold: float, use_roi: bool, accelerator, progress):
+    loader = torch.utils.data.DataLoader(items, batch_size=1, num_workers=0,
+                                         collate_fn=lambda batch: batch[0])  # fmt: skip
+    if accelerator is not None:
+        loader = accelerator.prepare_data_loader(loader, device_placement=False)
+    device = accelerator.device if accelerator is not None else next(model.parameters()).device
+    model.to(device)
+    counts, names = [], []
+    for item in loader:
+        image = item["image"][None].to(device)
+        probs = probabilities_of(model, image, size=size, **opts)
+        roi = item["roi"][None].to(device) if use_roi and "roi" in item else None
+        count = counts_of(probs, item["mask"][None].to(device), threshold, roi)
+        if accelerator is not None:
+            count = accelerator.gather_for_metrics(count)
+            sample_ids = accelerator.gather_for_metrics([item["id"]], use_gather_object=True)
+        else:
+            sample_ids = [item["id"]]
+        counts.append(count.cpu())
+        names += sample_ids
+        if progress is not None:
+            progress()
+    return torch.cat(counts), names
+
+
+def _auto_threshold(source: Source, size, opts, accelerator) -> float:
+    """The threshold of the best global Dice over ``THRESHOLD_GRID`` on the run's validation split."""
+    if source.run is None or not (source.run / "split.json").is_file():
+        raise EvaluationError("--threshold auto needs a run folder (its validation split chooses the threshold)")
+    if source.model.config.get("classes", 1) != 1:
+        raise EvaluationError("--threshold auto is for binary models; multi-class predictions take the arg-max")
+    options = dict(source.options.get("data_args") or {})
+    options.pop("labels", None)
+    dataset = open_dataset(str(source.options["data"]), format=source.options.get("format"), **options)
+    ids = load_split(source.run / "split.json", dataset)["val"]
+    if not ids:
+        raise DataError(f"{source.run / 'split.json'}: no validation samples to choose a threshold on")
+    prep = source.model.pretrained_info.get("preprocessing") or default_preprocessing(source.model)
+    items = TorchDataset(dataset, build_transform("none", preprocessing=prep), ids=ids)
+    probs, masks = [], []
+    for i in range(len(items)):
+        item = items[i]
+        probs.append(probabilities_of(source.model, item["image"][None], size=size, **opts).flatten())
+        masks.append(item["mask"].flatten())
+    p, m = torch.cat(probs), torch.cat(masks).bool()
+    best = max(THRESHOLD_GRID, key=lambda t: _dice(p > t, m))
+    return float(best)
+
+
+def _dice(pred: torch.Tensor, truth: torch.Tensor) -> float:
+    tp = (pred & truth).sum().item()
+    return 2 * tp / max(pred.sum().item() + truth.sum().item(), 1)
