@@ -23,6 +23,14 @@ def shared() -> Path:
     return SHARED
 
 
+@pytest.fixture(scope="module")
+def kvasir(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The first 12 Kvasir-SEG pairs copied into a temporary folder (real data for short runs)."""
+    from tests.training_utils import copy_kvasir
+
+    return copy_kvasir(shared, tmp_path_factory.mktemp("kvasir"))
+
+
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)

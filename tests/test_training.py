@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import importlib.util
 import json
 from pathlib import Path
@@ -15,7 +14,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import unetzoo
-from tests.training_utils import FAST, REPO, TINY_UNET, copy_kvasir, invoke, make_volumes
+from tests.training_utils import FAST, REPO, TINY_UNET, invoke, make_volumes, read_metrics
 from unetzoo.data import open_dataset
 from unetzoo.data.augment import build_transform
 from unetzoo.data.loader import TorchDataset
@@ -23,16 +22,6 @@ from unetzoo.metrics import confusion_counts, scores
 
 REQUIRED_COLUMNS = ["epoch", "step", "lr", "train_loss", "val_loss", "val_dice", "val_iou", "seconds",
                     "samples_per_s"]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def kvasir(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return copy_kvasir(shared, tmp_path_factory.mktemp("kvasir"))
-
-
-def rows_of(run: Path) -> list[dict[str, str]]:
-    with (run / "metrics.csv").open(newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def assert_one_line_error(result, *needles: str) -> None:
@@ -57,7 +46,7 @@ def test_a_run_writes_every_artefact_and_best_reproduces_its_dice(kvasir: Path, 
     split = json.loads((run / "split.json").read_text())["split"]
     assert len(split["train"]) == 9 and len(split["val"]) == 3
 
-    rows = rows_of(run)
+    rows = read_metrics(run)
     assert [r["epoch"] for r in rows] == ["1", "2"] and rows[-1]["step"] == "8"
     assert all(c in rows[0] for c in REQUIRED_COLUMNS)
     assert float(rows[1]["lr"]) < float(rows[0]["lr"])  # cosine decay
@@ -155,7 +144,7 @@ def test_optimisation_options_together(kvasir: Path, tmp_path: Path) -> None:
                     "onecycle", "--warmup", "1", "--ema", "0.9", "--clip", "1.0", "--accumulate", "2",
                     "--max-steps", "3", "--loss", "dice_focal", "--loss-arg", "alpha=0.7")  # fmt: skip
     assert result.exit_code == 0, result.output
-    rows = rows_of(run)
+    rows = read_metrics(run)
     assert rows[-1]["step"] == "3" and "ema_val_dice" in rows[-1]
     best = unetzoo.from_pretrained(run / "best")
     assert best.pretrained_info["metrics"]["val_dice"] >= 0
@@ -163,7 +152,7 @@ def test_optimisation_options_together(kvasir: Path, tmp_path: Path) -> None:
                     "--scheduler", "plateau", "--epochs", "3", "--early-stop", "1", "--monitor", "val_loss",
                     "--monitor-mode", "min", "--lr", "0.5", "--gradient-checkpointing")  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert len(rows_of(tmp_path / "plateau")) in (2, 3)
+    assert len(read_metrics(tmp_path / "plateau")) in (2, 3)
 
 
 def test_deep_supervision_and_unetpp_aspp_train(kvasir: Path, tmp_path: Path) -> None:
@@ -188,7 +177,7 @@ def test_multiclass_3d_with_classification_head(tmp_path: Path) -> None:
                     "--model-arg", "bottleneck_channels=8", "--model-arg", "decoder_channels=[8,4]",
                     "--model-arg", "aux_classes=2", "--aux-loss-weight", "0.5")  # fmt: skip
     assert result.exit_code == 0, result.output
-    row = rows_of(run)[-1]
+    row = read_metrics(run)[-1]
     assert {"val_dice_box", "val_dice_corner", "val_dice_background", "val_cls_acc"} <= set(row)
     model = unetzoo.from_pretrained(run / "best")
     assert model.config["spatial_dims"] == 3 and model.config["classes"] == 3
@@ -268,7 +257,7 @@ def test_continue_from_saved_weights_and_imagenet_encoder(kvasir: Path, tmp_path
         out = tmp_path / f"next{len(args)}"
         result = invoke(*args, kvasir, "--out", out, *FAST, "--max-steps", "0")
         assert result.exit_code == 0, result.output
-        assert rows_of(out)[0]["val_dice"] == rows_of(first)[-1]["val_dice"]  # validation of the same weights
+        assert read_metrics(out)[0]["val_dice"] == read_metrics(first)[-1]["val_dice"]  # validation of the same weights
 
 
 def test_field_of_view_restricts_validation_metrics(shared: Path, tmp_path: Path) -> None:
@@ -295,6 +284,6 @@ def test_field_of_view_restricts_validation_metrics(shared: Path, tmp_path: Path
             logits = best(item["image"][None])
             counts.append(confusion_counts(logits, item["mask"][None], mode="binary", roi=item["roi"][None]))
             unrestricted.append(confusion_counts(logits, item["mask"][None], mode="binary"))
-    logged = float(rows_of(run)[-1]["val_precision"])
+    logged = float(read_metrics(run)[-1]["val_precision"])
     assert scores(torch.cat(counts))["precision"] == pytest.approx(logged, abs=1e-9)
     assert scores(torch.cat(unrestricted))["precision"] != pytest.approx(logged, abs=1e-6)

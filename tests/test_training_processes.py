@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import os
 import random
 import resource
@@ -17,21 +16,11 @@ import torch
 from safetensors.torch import load_file
 
 import unetzoo
-from tests.training_utils import FAST, REPO, TINY_UNET, command, copy_kvasir, run
+from tests.training_utils import FAST, REPO, TINY_UNET, command, read_metrics, run
 
 # Twelve steps over three epochs with a checkpoint after each step.
 RESUMABLE = [*TINY_UNET, *FAST, "--epochs", "3", "--val", "0.25", "--deterministic", "--checkpoint-every", "1",
              "--lr", "0.01", "--model-arg", "encoder_dropout=0.2"]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def kvasir(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return copy_kvasir(shared, tmp_path_factory.mktemp("kvasir"))
-
-
-def metrics(run_dir: Path) -> list[dict[str, str]]:
-    with (run_dir / "metrics.csv").open(newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def assert_same_weights(a: Path, b: Path) -> None:
@@ -88,7 +77,7 @@ def test_sigkill_then_resume_gives_bitwise_identical_weights(kvasir: Path, tmp_p
 
     assert_same_weights(reference / "last" / "model.safetensors", killed / "last" / "model.safetensors")
     assert_same_weights(reference / "best" / "model.safetensors", killed / "best" / "model.safetensors")
-    ref_rows, new_rows = metrics(reference), metrics(killed)
+    ref_rows, new_rows = read_metrics(reference), read_metrics(killed)
     assert [r["step"] for r in new_rows] == [r["step"] for r in ref_rows] == ["4", "8", "12"]
     for key in ("train_loss", "val_loss", "val_dice", "val_iou"):
         assert [r[key] for r in new_rows] == [r[key] for r in ref_rows], key
@@ -105,7 +94,7 @@ def test_two_processes_validate_exactly_as_one(kvasir: Path, tmp_path: Path) -> 
     two = run(command("unet", kvasir, "--out", tmp_path / "two", *args, launcher=torchrun))
     assert two.returncode == 0, two.stderr[-3000:]
     assert "2 process(es)" in two.stdout
-    row_one, row_two = metrics(tmp_path / "one")[0], metrics(tmp_path / "two")[0]
+    row_one, row_two = read_metrics(tmp_path / "one")[0], read_metrics(tmp_path / "two")[0]
     for key in ("val_dice", "val_iou", "val_precision", "val_recall"):
         assert row_one[key] == row_two[key], key
     assert float(row_two["val_loss"]) == pytest.approx(float(row_one["val_loss"]), rel=1e-6)
@@ -114,7 +103,7 @@ def test_two_processes_validate_exactly_as_one(kvasir: Path, tmp_path: Path) -> 
     ddp = run(command("unet", kvasir, "--out", tmp_path / "ddp", *TINY_UNET, *FAST, "--epochs", "2",
                       launcher=torchrun))  # fmt: skip
     assert ddp.returncode == 0, ddp.stderr[-3000:]
-    rows = metrics(tmp_path / "ddp")
+    rows = read_metrics(tmp_path / "ddp")
     assert [r["epoch"] for r in rows] == ["1", "2"] and rows[-1]["step"] == "4"  # 10 samples / (2 × 2) per step
     assert ddp.stdout.count("best: ") == 1
     unetzoo.from_pretrained(tmp_path / "ddp" / "best")
@@ -141,4 +130,4 @@ def test_a_full_disk_is_a_one_line_error_and_loses_nothing(kvasir: Path, tmp_pat
     unetzoo.from_pretrained(run_dir / "best")
     again = run(command("--resume", run_dir, "--epochs", "2", "--quiet"))
     assert again.returncode == 0, again.stderr[-3000:]
-    assert [r["epoch"] for r in metrics(run_dir)] == ["1", "2"]
+    assert [r["epoch"] for r in read_metrics(run_dir)] == ["1", "2"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 import subprocess
@@ -33,6 +34,12 @@ def copy_kvasir(shared: Path, dest: Path, n: int = 12) -> Path:
         shutil.copyfile(image, dest / "images" / image.name)
         shutil.copyfile(source / "masks" / image.name, dest / "masks" / image.name)
     return dest
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, str]]:
+    """The rows of a run's metrics.csv."""
+    with (run_dir / "metrics.csv").open(newline="") as f:
+        return list(csv.DictReader(f))
 
 
 def make_volumes(dest: Path, n: int = 6, shape: tuple[int, int, int] = (20, 24, 24)) -> Path:
