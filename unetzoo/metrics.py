@@ -25,12 +25,19 @@ Scores per class, in float64, with the value used when the denominator is 0:
 In words: a zero denominator gives 1.0 when the class has no error (FP == FN == 0) and 0.0
 otherwise. ``reduction="global"`` sums the counts over samples first; ``"per_image"`` scores
 each sample and class, then averages over samples.
+
+Threshold-free scores: ``roc_auc`` and ``average_precision`` rank the probabilities of all
+counted pixels pooled (``pooled_scores`` gives the flat pairs to gather across processes).
+Surface distances: ``hd95``, ``assd`` and ``surface_distances`` for one mask pair,
+``distance_scores`` per sample and class, ``distance_means`` to average them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -57,36 +64,11 @@ def confusion_counts(
     channel) and pixels where the boolean ``roi`` ``(N, *S)`` or ``(N, 1, *S)`` is False count
     nowhere. ``num_classes``, when given, must equal ``C``.
     """
-    if mode not in MODES:
-        raise ValueError(f"unknown metric mode {mode!r}; choose one of {', '.join(MODES)}")
-    if logits.dim() < 3:
-        raise ValueError(f"logits must be (N, C, *S), got {tuple(logits.shape)}")
-    n, c, *spatial = logits.shape
-    if num_classes is not None and num_classes != c:
-        raise ValueError(f"num_classes={num_classes} but logits have {c} channels")
-    if mode == "binary" and c != 1:
-        raise ValueError(f"binary mode expects logits (N, 1, *S), got {tuple(logits.shape)}")
+    c = _check_outputs(logits, mode, num_classes, "logits")
     x = logits.detach()
     if x.dtype in (torch.float16, torch.bfloat16):
         x = x.float()
-
-    if mode == "binary" and target.dim() == logits.dim() - 1:
-        target = target.unsqueeze(1)
-    expected = (n, *spatial) if mode == "multiclass" else (n, 1 if mode == "binary" else c, *spatial)
-    if tuple(target.shape) != expected:
-        raise ValueError(f"{mode} mode expects target {expected}, got {tuple(target.shape)}")
-    valid = torch.ones_like(target, dtype=torch.bool) if ignore_index is None else target != ignore_index
-    if mode != "multiclass":
-        valid = valid.all(1, keepdim=True)
-    if roi is not None:
-        roi = roi.bool()
-        if mode == "multiclass" and roi.dim() == logits.dim():
-            roi = roi.squeeze(1)
-        elif mode != "multiclass" and roi.dim() == logits.dim() - 1:
-            roi = roi.unsqueeze(1)
-        if roi.shape != valid.shape:
-            raise ValueError(f"roi must be (N, *S) = {(n, *spatial)}, got {tuple(roi.shape)}")
-        valid = valid & roi
+    target, valid = _target_and_valid(logits.shape, target, mode, ignore_index, roi)
 
     if mode == "multiclass":
         return _multiclass_counts(x.argmax(1), target, valid, c)
@@ -101,6 +83,46 @@ def confusion_counts(
     fn = _count(~pred & truth & valid)
     tn = _count(valid) - tp - fp - fn
     return torch.stack([tp, fp, fn, tn], -1)
+
+
+def _check_outputs(outputs: Tensor, mode: str, num_classes: int | None, what: str) -> int:
+    """Checks the mode and the ``(N, C, *S)`` shape of model outputs; returns ``C``."""
+    if mode not in MODES:
+        raise ValueError(f"unknown metric mode {mode!r}; choose one of {', '.join(MODES)}")
+    if outputs.dim() < 3:
+        raise ValueError(f"{what} must be (N, C, *S), got {tuple(outputs.shape)}")
+    c = outputs.shape[1]
+    if num_classes is not None and num_classes != c:
+        raise ValueError(f"num_classes={num_classes} but {what} have {c} channels")
+    if mode == "binary" and c != 1:
+        raise ValueError(f"binary mode expects {what} (N, 1, *S), got {tuple(outputs.shape)}")
+    return c
+
+
+def _target_and_valid(
+    shape: torch.Size, target: Tensor, mode: str, ignore_index: int | None, roi: Tensor | None
+) -> tuple[Tensor, Tensor]:
+    """The target reshaped for outputs of ``shape`` ``(N, C, *S)`` (binary ``(N, 1, *S)``) and
+    the mask of counted pixels: ``(N, *S)`` in multiclass mode, else ``(N, 1, *S)``."""
+    n, c, *spatial = shape
+    if mode == "binary" and target.dim() == len(shape) - 1:
+        target = target.unsqueeze(1)
+    expected = (n, *spatial) if mode == "multiclass" else (n, 1 if mode == "binary" else c, *spatial)
+    if tuple(target.shape) != expected:
+        raise ValueError(f"{mode} mode expects target {expected}, got {tuple(target.shape)}")
+    valid = torch.ones_like(target, dtype=torch.bool) if ignore_index is None else target != ignore_index
+    if mode != "multiclass":
+        valid = valid.all(1, keepdim=True)
+    if roi is not None:
+        roi = roi.bool()
+        if mode == "multiclass" and roi.dim() == len(shape):
+            roi = roi.squeeze(1)
+        elif mode != "multiclass" and roi.dim() == len(shape) - 1:
+            roi = roi.unsqueeze(1)
+        if roi.shape != valid.shape:
+            raise ValueError(f"roi must be (N, *S) = {(n, *spatial)}, got {tuple(roi.shape)}")
+        valid = valid & roi
+    return target, valid
 
 
 def _count(mask: Tensor) -> Tensor:
@@ -243,3 +265,382 @@ class MetricTracker:
     def reset(self) -> None:
         """Forgets the stored counts."""
         self._batches.clear()
+
+
+# ---------------------------------------------------------------------------------------------
+# Threshold-free metrics: ROC-AUC and average precision over pooled pixels.
+
+
+def pooled_scores(
+    probs: Tensor,
+    target: Tensor,
+    *,
+    mode: str,
+    ignore_index: int | None = None,
+    roi: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """The counted pixels as flat pairs: probabilities ``(P, C)`` and bool labels ``(P, C)``.
+
+    ``probs``: ``(N, C, *S)`` probabilities, ``C == 1`` in binary mode (sigmoid outputs), the
+    softmax over classes in multiclass mode, per-channel sigmoids in multilabel mode. Only the
+    order of the values within a class matters. ``target``, ``ignore_index`` and ``roi`` as in
+    ``confusion_counts``; multiclass labels are one-hot, so column ``k`` is ``target == k``.
+    Pixels keep their order (sample, then C-order position). Half and bfloat16 probabilities
+    come back as float32, others in their dtype. Pairs of several batches or processes can be
+    concatenated along ``P`` and passed to ``roc_auc_from_pairs`` / ``average_precision_from_pairs``.
+    """
+    c = _check_outputs(probs, mode, None, "probs")
+    if not probs.is_floating_point():
+        raise ValueError(f"probs must be floating point, got {probs.dtype}")
+    x = probs.detach()
+    if x.dtype in (torch.float16, torch.bfloat16):
+        x = x.float()
+    target, valid = _target_and_valid(probs.shape, target, mode, ignore_index, roi)
+    x = x.movedim(1, -1)  # (N, *S, C)
+    if mode == "multiclass":
+        ids = target[valid]
+        if ((ids < 0) | (ids >= c)).any():
+            raise ValueError(f"multiclass targets must be class ids in [0, {c}) or the ignore_index")
+        return x[valid], torch.nn.functional.one_hot(ids.long(), c).bool()
+    keep = valid[:, 0]
+    labels = target.movedim(1, -1)[keep]
+    if ((labels != 0) & (labels != 1)).any():
+        raise ValueError(f"{mode} targets must be 0 or 1 (or ignore_index={ignore_index})")
+    return x[keep], labels == 1
+
+
+def _ranked_counts(score: Tensor, label: Tensor) -> tuple[Tensor, Tensor]:
+    """Cumulative int64 true and false positives ``(T,)`` when the cutoff falls just below each
+    of the ``T`` distinct scores, from the highest down (tied pixels enter together)."""
+    ordered, order = torch.sort(score.double(), descending=True)
+    tp = label[order].long().cumsum(0)
+    last = torch.ones_like(ordered, dtype=torch.bool)  # last pixel of each run of equal scores
+    last[:-1] = ordered[1:] != ordered[:-1]
+    ends = torch.nonzero(last).squeeze(1)
+    tp = tp[ends]
+    return tp, ends + 1 - tp
+
+
+def _auc(tp: Tensor, fp: Tensor) -> float:
+    """Trapezoidal area under the ROC curve through ``(0, 0)`` and the ranked counts."""
+    pos, neg = int(tp[-1]), int(fp[-1])
+    zero = tp.new_zeros(1)
+    tp_before, fp_before = torch.cat([zero, tp[:-1]]), torch.cat([zero, fp[:-1]])
+    twice_area = int(((fp - fp_before) * (tp + tp_before)).sum())  # exact, in units of pixel pairs
+    return twice_area / (2 * pos * neg)  # Python int division: one correctly rounded step
+
+
+def _ap(tp: Tensor, fp: Tensor) -> float:
+    """Step-wise average precision: sum over cutoffs of (recall gain) × precision."""
+    precision = tp.double() / (tp + fp).double()
+    gain = torch.diff(tp, prepend=tp.new_zeros(1)).double()
+    return float((gain * precision).sum()) / int(tp[-1])
+
+
+def _from_pairs(
+    probs: Tensor,
+    labels: Tensor,
+    mode: str,
+    class_names: Sequence[str] | None,
+    key: str,
+    area: Callable[[Tensor, Tensor], float],
+) -> dict[str, float]:
+    """Class mean and per-class value of ``area`` over flat pairs ``(P, C)``."""
+    if mode not in MODES:
+        raise ValueError(f"unknown metric mode {mode!r}; choose one of {', '.join(MODES)}")
+    if probs.dim() == 1:
+        probs, labels = probs.unsqueeze(1), labels.reshape(-1, 1)
+    if probs.dim() != 2 or labels.shape != probs.shape:
+        raise ValueError(
+            f"need probs and labels (P, C) of one shape, got {tuple(probs.shape)}, {tuple(labels.shape)}"
+        )
+    c = probs.shape[1]
+    if mode == "binary" and c != 1:
+        raise ValueError(f"binary pairs have one class, got {c}")
+    if torch.isnan(probs).any():
+        raise ValueError("probs contain NaN")
+    names = _class_names(c, class_names)
+    labels = labels.bool()
+    values = []
+    for k in range(c):
+        positives = int(labels[:, k].sum())
+        if positives in (0, probs.shape[0]):  # one label value only: undefined
+            values.append(math.nan)
+        else:
+            values.append(area(*_ranked_counts(probs[:, k], labels[:, k])))
+    first = 0 if c == 1 or mode == "multilabel" else 1
+    defined = [v for v in values[first:] if not math.isnan(v)]
+    result = {key: sum(defined) / len(defined) if defined else math.nan}
+    result.update({f"{key}_{name}": v for name, v in zip(names, values, strict=True)})
+    return result
+
+
+def roc_auc_from_pairs(
+    probs: Tensor, labels: Tensor, *, mode: str, class_names: Sequence[str] | None = None
+) -> dict[str, float]:
+    """``roc_auc`` of flat pairs from ``pooled_scores``: probs and labels ``(P, C)`` or ``(P,)``."""
+    return _from_pairs(probs, labels, mode, class_names, "auc", _auc)
+
+
+def average_precision_from_pairs(
+    probs: Tensor, labels: Tensor, *, mode: str, class_names: Sequence[str] | None = None
+) -> dict[str, float]:
+    """``average_precision`` of flat pairs from ``pooled_scores`` (``(P, C)`` or ``(P,)``)."""
+    return _from_pairs(probs, labels, mode, class_names, "ap", _ap)
+
+
+def roc_auc(
+    probs: Tensor,
+    target: Tensor,
+    *,
+    mode: str,
+    ignore_index: int | None = None,
+    roi: Tensor | None = None,
+    class_names: Sequence[str] | None = None,
+) -> dict[str, float]:
+    """Area under the ROC curve per class, all counted pixels of the batch pooled.
+
+    Inputs as ``pooled_scores``. Keys: "auc_<name>" per class (one-vs-rest in multiclass
+    mode) and "auc", the mean over the classes ``scores`` averages (binary: the one class;
+    multiclass: classes ``1..C-1``; multilabel: all). Ties are exact: tied pixels form one
+    step of the curve, its area the trapezoid, as ``sklearn.metrics.roc_auc_score``. A class
+    whose counted pixels are all positive or all negative (or that has no pixel) gets NaN and
+    is left out of the mean (sklearn warns and returns NaN there, older versions raise).
+    """
+    pairs = pooled_scores(probs, target, mode=mode, ignore_index=ignore_index, roi=roi)
+    return roc_auc_from_pairs(*pairs, mode=mode, class_names=class_names)
+
+
+def average_precision(
+    probs: Tensor,
+    target: Tensor,
+    *,
+    mode: str,
+    ignore_index: int | None = None,
+    roi: Tensor | None = None,
+    class_names: Sequence[str] | None = None,
+) -> dict[str, float]:
+    """Average precision (area under the precision-recall curve) per class, pixels pooled.
+
+    The step-wise definition of ``sklearn.metrics.average_precision_score``: the sum over
+    distinct score cutoffs, from the highest, of the recall gained times the precision there
+    (no interpolation, no trapezoid). Keys "ap" and "ap_<name>", classes and inputs as
+    ``roc_auc``. A class with only one label value among its counted pixels gets NaN and is
+    left out of the mean (sklearn returns 0.0 with no positive and 1.0 with no negative).
+    """
+    pairs = pooled_scores(probs, target, mode=mode, ignore_index=ignore_index, roi=roi)
+    return average_precision_from_pairs(*pairs, mode=mode, class_names=class_names)
+
+
+# ---------------------------------------------------------------------------------------------
+# Surface distances: Hausdorff distance (percentile) and average symmetric surface distance.
+
+
+def _as_numpy_mask(mask: Tensor | np.ndarray) -> np.ndarray:
+    array = mask.detach().cpu().numpy() if isinstance(mask, Tensor) else np.asarray(mask)
+    return array.astype(bool, copy=False)
+
+
+def _as_labels(labels: Tensor | np.ndarray) -> np.ndarray:
+    return labels.detach().cpu().numpy() if isinstance(labels, Tensor) else np.asarray(labels)
+
+
+def _sampling(spacing: float | Sequence[float] | None, ndim: int) -> tuple[float, ...]:
+    if spacing is None:
+        return (1.0,) * ndim
+    values = (float(spacing),) * ndim if isinstance(spacing, int | float) else tuple(map(float, spacing))
+    if len(values) != ndim or not all(v > 0 for v in values):
+        raise ValueError(f"spacing needs {ndim} positive values, got {spacing}")
+    return values
+
+
+def _surface(mask: np.ndarray) -> np.ndarray:
+    """Foreground voxels with a face neighbour in the background or outside the array."""
+    from scipy import ndimage
+
+    return mask & ~ndimage.binary_erosion(mask, border_value=0)
+
+
+def _nearest(to: np.ndarray, start: np.ndarray, sampling: tuple[float, ...]) -> np.ndarray:
+    """Distance from each True voxel of ``start`` to the closest True voxel of ``to``."""
+    from scipy import ndimage
+
+    if not start.any():
+        return np.zeros(0)
+    if not to.any():
+        return np.full(int(start.sum()), np.inf)
+    return ndimage.distance_transform_edt(~to, sampling=sampling)[start]
+
+
+def _surface_distances(
+    pred: Tensor | np.ndarray, target: Tensor | np.ndarray, spacing: float | Sequence[float] | None
+) -> tuple[np.ndarray, np.ndarray]:
+    p, t = _as_numpy_mask(pred), _as_numpy_mask(target)
+    if p.shape != t.shape or p.ndim == 0:
+        raise ValueError(f"pred and target must be masks of one shape, got {p.shape} and {t.shape}")
+    sampling = _sampling(spacing, p.ndim)
+    union = p | t
+    if union.any():  # crop to the bounding box: outside is background, so the surfaces stay the same
+        box = []
+        for axis in range(union.ndim):
+            hits = np.flatnonzero(union.any(axis=tuple(a for a in range(union.ndim) if a != axis)))
+            box.append(slice(hits[0], hits[-1] + 1))
+        p, t = p[tuple(box)], t[tuple(box)]
+    p_surface, t_surface = _surface(p), _surface(t)
+    return _nearest(t_surface, p_surface, sampling), _nearest(p_surface, t_surface, sampling)
+
+
+def surface_distances(
+    pred: Tensor | np.ndarray, target: Tensor | np.ndarray, *, spacing: float | Sequence[float] | None = None
+) -> tuple[Tensor | np.ndarray, Tensor | np.ndarray]:
+    """Distances between the surfaces of two masks of one sample and one class, float64.
+
+    ``pred`` and ``target``: boolean (or 0/1) masks ``(*S)``, 2D or 3D. The surface of a mask
+    is its foreground voxels with a face neighbour (4-connected in 2D, 6-connected in 3D) in
+    the background or outside the array, as MONAI's ``get_mask_edges``. Returns
+    ``(pred_to_target, target_to_pred)``: for each surface voxel of ``pred`` (C order) the
+    Euclidean distance to the closest surface voxel of ``target``, and the reverse, in the
+    units of ``spacing`` (one number or one per axis; default 1). A Tensor ``pred`` gives CPU
+    Tensors, anything else NumPy arrays. An empty mask has no surface: its own side is empty
+    and the other side is all +inf (e.g. empty ``pred``, non-empty ``target``: ``([], [inf, ...])``).
+    """
+    forward, backward = _surface_distances(pred, target, spacing)
+    if isinstance(pred, Tensor):
+        return torch.from_numpy(forward), torch.from_numpy(backward)
+    return forward, backward
+
+
+def _hausdorff(forward: np.ndarray, backward: np.ndarray, percentile: float) -> float:
+    if not forward.size or not backward.size:
+        return math.nan if forward.size == backward.size else math.inf
+    return float(max(np.percentile(forward, percentile), np.percentile(backward, percentile)))
+
+
+def _assd(forward: np.ndarray, backward: np.ndarray) -> float:
+    if not forward.size or not backward.size:
+        return math.nan if forward.size == backward.size else math.inf
+    return float(np.concatenate([forward, backward]).mean())
+
+
+def hd95(
+    pred_mask: Tensor | np.ndarray,
+    target_mask: Tensor | np.ndarray,
+    *,
+    spacing: float | Sequence[float] | None = None,
+    percentile: float = 95,
+) -> float:
+    """Percentile Hausdorff distance of two masks ``(*S)``: the larger of the two directed
+    ``percentile``-th percentiles (linear interpolation, as ``numpy.percentile``) of
+    ``surface_distances``; ``percentile=100`` is the Hausdorff distance. Equals MONAI's
+    ``compute_hausdorff_distance(..., percentile=95, spacing=spacing)`` when both masks have
+    foreground.
+
+    | pred | target | result |
+    |---|---|---|
+    | empty | empty | NaN (nothing to find, nothing found: left out of means) |
+    | empty | not empty | +inf |
+    | not empty | empty | +inf |
+    """
+    if not 0 <= percentile <= 100:
+        raise ValueError(f"percentile must lie in [0, 100], got {percentile}")
+    return _hausdorff(*_surface_distances(pred_mask, target_mask, spacing), percentile)
+
+
+def assd(
+    pred_mask: Tensor | np.ndarray,
+    target_mask: Tensor | np.ndarray,
+    *,
+    spacing: float | Sequence[float] | None = None,
+) -> float:
+    """Average symmetric surface distance of two masks ``(*S)``: the mean of all distances of
+    ``surface_distances`` in both directions together (so the larger surface weighs more), as
+    MONAI's ``compute_average_surface_distance(..., symmetric=True, spacing=spacing)``.
+    Empty masks as ``hd95``: both empty NaN, one empty +inf.
+    """
+    return _assd(*_surface_distances(pred_mask, target_mask, spacing))
+
+
+def distance_scores(
+    pred_labels: Tensor,
+    target_labels: Tensor,
+    *,
+    mode: str,
+    num_classes: int | None = None,
+    spacing: float | Sequence[float] | None = None,
+    class_names: Sequence[str] | None = None,
+    percentile: float = 95,
+) -> dict[str, Tensor]:
+    """Per-sample HD95 and ASSD of hard predictions, float64 CPU tensors ``(N,)`` per class.
+
+    ``pred_labels`` and ``target_labels``: binary ``(N, *S)`` or ``(N, 1, *S)`` in {0, 1};
+    multiclass ``(N, *S)`` class ids in ``[0, num_classes)`` (``num_classes`` required);
+    multilabel ``(N, C, *S)`` in {0, 1}. Classes: binary the foreground, multiclass ``1..C-1``
+    (no background), multilabel every channel. Keys "hd95_<name>" (``hd<percentile>_<name>``
+    for another percentile) and "assd_<name>", names as ``scores``. Values per sample follow
+    ``hd95`` and ``assd``, empty cases included (NaN when both masks are empty, +inf when one
+    is). Gather the tensors of several processes by concatenation, then ``distance_means``.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown metric mode {mode!r}; choose one of {', '.join(MODES)}")
+    if not 0 <= percentile <= 100:
+        raise ValueError(f"percentile must lie in [0, 100], got {percentile}")
+    pred, target = _as_labels(pred_labels), _as_labels(target_labels)
+    if pred.shape != target.shape:
+        raise ValueError(f"pred and target labels differ in shape: {pred.shape} and {target.shape}")
+    if mode == "multiclass":
+        if num_classes is None:
+            raise ValueError("multiclass distance_scores needs num_classes")
+        for ids in (pred, target):
+            if ((ids < 0) | (ids >= num_classes)).any():
+                raise ValueError(f"multiclass labels must be class ids in [0, {num_classes})")
+        names = _class_names(num_classes, class_names)[1:]
+        masks = [(pred == k, target == k) for k in range(1, num_classes)]
+    else:
+        if mode == "binary" and pred.ndim > 2 and pred.shape[1] == 1:
+            pred, target = pred[:, 0], target[:, 0]
+        if mode == "multilabel" and (
+            pred.ndim < 3 or (num_classes is not None and pred.shape[1] != num_classes)
+        ):
+            raise ValueError(f"multilabel labels must be (N, C, *S), got {pred.shape}")
+        for labels in (pred, target):
+            if ((labels != 0) & (labels != 1)).any():
+                raise ValueError(f"{mode} labels must be 0 or 1")
+        if mode == "binary":
+            names, masks = _class_names(1, class_names), [(pred == 1, target == 1)]
+        else:
+            names = _class_names(pred.shape[1], class_names)
+            masks = [(pred[:, k] == 1, target[:, k] == 1) for k in range(pred.shape[1])]
+    hd_key = f"hd{percentile:g}"
+    result: dict[str, Tensor] = {}
+    for name, (p, t) in zip(names, masks, strict=True):
+        pairs = [_surface_distances(p[i], t[i], spacing) for i in range(len(p))]
+        result[f"{hd_key}_{name}"] = torch.tensor(
+            [_hausdorff(*d, percentile) for d in pairs], dtype=torch.float64
+        )
+        result[f"assd_{name}"] = torch.tensor([_assd(*d) for d in pairs], dtype=torch.float64)
+    return result
+
+
+def distance_means(per_sample: Mapping[str, Tensor | np.ndarray]) -> dict[str, float]:
+    """Means over samples of ``distance_scores`` output (gathered or not), as floats.
+
+    For every key "<metric>_<name>": the mean of its non-NaN samples (NaN if none; +inf if
+    any sample is +inf) and "n_<metric>_<name>", the number of those samples. "<metric>"
+    (e.g. "hd95", "assd") is the mean of the per-class means that are not NaN.
+    """
+    result: dict[str, float] = {}
+    by_metric: dict[str, list[float]] = {}
+    for key, values in per_sample.items():
+        array = (
+            values.detach().cpu().double().numpy()
+            if isinstance(values, Tensor)
+            else np.asarray(values, float)
+        )
+        defined = array[~np.isnan(array)]
+        result[key] = float(defined.mean()) if defined.size else math.nan
+        result[f"n_{key}"] = int(defined.size)
+        by_metric.setdefault(key.split("_", 1)[0], []).append(result[key])
+    for metric, means in by_metric.items():
+        defined_means = [m for m in means if not math.isnan(m)]
+        result[metric] = sum(defined_means) / len(defined_means) if defined_means else math.nan
+    return result
