@@ -473,5 +473,50 @@ def evaluate(
             writer.writerows(result.per_image)
 
 
+@app.command("predict")
+def predict_command(
+    source: Annotated[str, typer.Argument(help="A run folder, a saved model folder, a weight tag or a Hub repo id.")],
+    inputs: Annotated[list[str], typer.Argument(help="Image or NIfTI files, folders and glob patterns.")],
+    out: Annotated[Path, Opt("--out", "-o", help="Folder for the masks (never one of the input folders).")],
+    tta: Annotated[str, Opt(help="Test-time augmentation: none, flips or d4.")] = "none",
+    threshold: Annotated[float, Opt(help="Probability threshold of one-channel (binary) models.")] = 0.5,
+    window: Annotated[str | None, Opt(help="Sliding window HxW (DxHxW); default: whole images.")] = None,
+    overlap: Annotated[float, Opt(help="Window overlap fraction.")] = 0.5,
+    blend: Annotated[str, Opt(help="Window blending: gaussian or constant.")] = "gaussian",
+    palette: Annotated[bool, Opt(help="Masks as colours of the class palette instead of class ids.")] = False,
+    probabilities: Annotated[bool, Opt(help="Also write probabilities (float16 .npy; NIfTI for volumes).")] = False,
+    overlay: Annotated[bool, Opt(help="Also write each image with its mask drawn on it.")] = False,
+    batch_size: Annotated[int, Opt(help="Images of one size predicted together.")] = 4,
+) -> None:  # fmt: skip
+    """Segment images and volumes: PNG class-id masks (NIfTI for volumes, with the input's affine).
+
+    A file that cannot be read is reported and skipped; the exit status is 1 if any failed.
+    """
+    from rich.progress import Progress
+
+    from .data import DataError
+    from .evaluation import EvaluationError, load_source
+    from .hub import WeightsUnavailableError
+    from .prediction import predict_files
+
+    try:
+        size = _parse_size(window, window.count("x") + 1) if window else None
+        loaded = load_source(source)
+        with Progress(console=Console(stderr=True), transient=True) as bar:
+            task = bar.add_task("predicting", total=None)
+            report = predict_files(loaded, inputs, out, tta=tta, window=size, overlap=overlap, blend=blend,
+                                   threshold=threshold, palette=palette, probabilities=probabilities,
+                                   overlay=overlay, batch_size=batch_size,
+                                   progress=lambda: bar.advance(task))  # fmt: skip
+    except (ValueError, DataError, EvaluationError, UnknownNameError, WeightsUnavailableError,
+            FileNotFoundError) as exc:  # fmt: skip
+        _fail(str(exc))
+    console.print(f"{report.inputs - len(report.failures)} of {report.inputs} inputs segmented into {out}")
+    for path, reason in report.failures:
+        Console(stderr=True, soft_wrap=True).print(f"[yellow]skipped[/yellow] {path}: {reason}", highlight=False)
+    if report.failures:
+        raise typer.Exit(1)
+
+
 if __name__ == "__main__":
     app()

@@ -135,7 +135,7 @@ def evaluate(
     if dataset.num_classes is not None and classes > 1 and dataset.num_classes != classes:
         raise EvaluationError(f"{data}: the dataset has {dataset.num_classes} classes "
                               f"({', '.join(dataset.class_names)}), the model {classes}")  # fmt: skip
-    size = _training_size(source)
+    size = training_size(source)
     opts = dict(tta=tta, window=window, overlap=overlap, blend=blend)
     if threshold == "auto":
         threshold = _auto_threshold(source, size, opts, accelerator)
@@ -158,7 +158,7 @@ def evaluate(
     return Evaluation(global_scores, per_image_scores, rows, float(threshold), settings)
 
 
-def _training_size(source: Source) -> tuple[int, ...] | None:
+def training_size(source: Source) -> tuple[int, ...] | None:
     size = source.options.get("size")
     if not size:
         return None
