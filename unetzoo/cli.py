@@ -461,8 +461,10 @@ def evaluate(
     table.add_column("metric", style="bold cyan")
     table.add_column("global: pixels pooled", justify="right")
     table.add_column("per_image: mean of images", justify="right")
-    for key, value in result.global_scores.items():
-        table.add_row(key, f"{value:.4f}", f"{result.per_image_scores[key]:.4f}")
+    shown = {**result.global_scores, **result.per_image_scores}
+    for key in shown:
+        cells = [result.global_scores.get(key), result.per_image_scores.get(key)]
+        table.add_row(key, *("—" if v is None else f"{v:.4f}" for v in cells))
     Console(soft_wrap=True).print(table)
     if json_out is not None:
         json_out.write_text(json.dumps(result.to_json(), indent=2) + "\n")

@@ -22,7 +22,15 @@ from .data.loader import TorchDataset
 from .data.splits import load_split
 from .hub import default_preprocessing, from_pretrained
 from .inference import predict
-from .metrics import confusion_counts, scores
+from .metrics import (
+    average_precision_from_pairs,
+    confusion_counts,
+    distance_means,
+    distance_scores,
+    pooled_scores,
+    roc_auc_from_pairs,
+    scores,
+)
 from .models import create_model
 from .weights import list_pretrained
 
@@ -144,13 +152,20 @@ def evaluate(
                          ids=ids)  # fmt: skip
     if roi and not any(dataset[dataset.ids.index(i)].roi is not None for i in ids[:1]):
         raise EvaluationError(f"--roi: {data} has no region-of-interest masks")
-    counts, names = _run(model, items, size, opts, float(threshold), roi, accelerator, progress)
     class_names = (getattr(model, "pretrained_info", None) or {}).get("class_names")
+    counts, names, pairs, distances = _run(model, items, size, opts, float(threshold), roi, accelerator, progress,
+                                           class_names)  # fmt: skip
+    mode = "binary" if classes == 1 else "multiclass"
     global_scores = scores(counts, reduction="global", class_names=class_names)
+    global_scores.update(roc_auc_from_pairs(*pairs, mode=mode, class_names=class_names))
+    global_scores.update(average_precision_from_pairs(*pairs, mode=mode, class_names=class_names))
     per_image_scores = scores(counts, reduction="per_image", class_names=class_names)
+    per_image_scores.update({k: v for k, v in distance_means(distances).items() if not k.startswith("n_")})
     rows = []
-    for sample_id, c in zip(names, counts, strict=True):
-        rows.append({"id": sample_id, **{k: v for k, v in scores(c, class_names=class_names).items()}})
+    for i, (sample_id, c) in enumerate(zip(names, counts, strict=True)):
+        row = {"id": sample_id, **scores(c, class_names=class_names)}
+        row.update({k: float(v[i]) for k, v in distances.items()})
+        rows.append(row)
     settings = {"model": str(getattr(model, "pretrained_info", {}).get("source", "")), "data": str(data),
                 "split": split, "tta": tta, "window": list(window) if window else None, "overlap": overlap,
                 "blend": blend, "roi": roi, "resized_to": list(size) if size else None,
@@ -167,29 +182,49 @@ def training_size(source: Source) -> tuple[int, ...] | None:
     return dims * spatial if len(dims) == 1 else dims
 
 
-def _run(model, items: TorchDataset, size, opts, threshold: float, use_roi: bool, accelerator, progress):
+def _run(model, items: TorchDataset, size, opts, threshold: float, use_roi: bool, accelerator, progress,
+         class_names):  # fmt: skip
+    """Per-image counts and ids, pooled (probability, label) pairs and per-image distances, gathered."""
     loader = torch.utils.data.DataLoader(items, batch_size=1, num_workers=0,
                                          collate_fn=lambda batch: batch[0])  # fmt: skip
     if accelerator is not None:
         loader = accelerator.prepare_data_loader(loader, device_placement=False)
     device = accelerator.device if accelerator is not None else next(model.parameters()).device
     model.to(device)
-    counts, names = [], []
+    counts, names, probs_list, labels_list, distances = [], [], [], [], {}
     for item in loader:
         image = item["image"][None].to(device)
         probs = probabilities_of(model, image, size=size, **opts)
         roi = item["roi"][None].to(device) if use_roi and "roi" in item else None
-        count = counts_of(probs, item["mask"][None].to(device), threshold, roi)
+        mask = item["mask"][None].to(device)
+        count = counts_of(probs, mask, threshold, roi)
+        mode = "binary" if probs.shape[1] == 1 else "multiclass"
+        pairs = pooled_scores(probs, mask, mode=mode, roi=roi)
+        labels = (probs[:, 0] > threshold).long() if mode == "binary" else probs.argmax(1)
+        if roi is not None:  # outside the region of interest, neither mask has a surface
+            labels, mask = labels * roi, mask * roi
+        spacing = tuple(item["spacing"].tolist()) if "spacing" in item else None
+        dist = distance_scores(labels.cpu(), mask.cpu(), mode=mode, num_classes=probs.shape[1],
+                               spacing=spacing, class_names=class_names)  # fmt: skip
+        gathered = [count, [item["id"]], [p.cpu() for p in pairs], dist]
         if accelerator is not None:
-            count = accelerator.gather_for_metrics(count)
-            sample_ids = accelerator.gather_for_metrics([item["id"]], use_gather_object=True)
+            gathered = [accelerator.gather_for_metrics(count)] + [
+                accelerator.gather_for_metrics([g], use_gather_object=True) for g in gathered[1:]]  # fmt: skip
+            gathered[1] = [i for ids in gathered[1] for i in ids]
         else:
-            sample_ids = [item["id"]]
-        counts.append(count.cpu())
-        names += sample_ids
+            gathered[2], gathered[3] = [gathered[2]], [gathered[3]]
+        counts.append(gathered[0].cpu())
+        names += gathered[1]
+        for p, lab in gathered[2]:
+            probs_list.append(p)
+            labels_list.append(lab)
+        for d in gathered[3]:
+            for key, value in d.items():
+                distances.setdefault(key, []).append(value)
         if progress is not None:
             progress()
-    return torch.cat(counts), names
+    pairs = (torch.cat(probs_list), torch.cat(labels_list))
+    return torch.cat(counts), names, pairs, {k: torch.cat(v) for k, v in distances.items()}
 
 
 def _auto_threshold(source: Source, size, opts, accelerator) -> float:

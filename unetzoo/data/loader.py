@@ -29,7 +29,8 @@ def seed_transform(transform: Callable, seed: int) -> None:
 
 
 class TorchDataset(torch.utils.data.Dataset):
-    """``dataset[i]`` as ``{"image": float (C, *S), "mask": long (*S), "id": str}`` (+ ``"roi"``).
+    """``dataset[i]`` as ``{"image": float (C, *S), "mask": long (*S), "id": str}`` (+ ``"roi"``,
+    and for volumes ``"spacing"``: the voxel size per axis).
 
     ``transform`` is an albumentations pipeline (see :func:`unetzoo.data.augment.build_transform`);
     ``ids`` restricts the samples (a split). 3D images are z-scored per volume after the
@@ -93,6 +94,8 @@ class TorchDataset(torch.utils.data.Dataset):
         }
         if roi is not None:
             item["roi"] = torch.from_numpy(np.ascontiguousarray(roi))
+        if volume and sample.meta.get("spacing") is not None:
+            item["spacing"] = torch.tensor([float(v) for v in sample.meta["spacing"]][:3], dtype=torch.float64)
         return item
 
 
