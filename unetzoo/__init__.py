@@ -2,6 +2,7 @@
 
 __version__ = "0.1.0"
 
+from .export import export  # the function: ``unetzoo.export(model, "model.onnx")``
 from .hub import from_pretrained, push_to_hub, save_pretrained
 from .losses import create_loss, list_losses
 from .models import (
@@ -23,6 +24,7 @@ __all__ = [
     "__version__",
     "create_loss",
     "create_model",
+    "export",
     "from_pretrained",
     "list_losses",
     "list_models",

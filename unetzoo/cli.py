@@ -520,5 +520,34 @@ def predict_command(
         raise typer.Exit(1)
 
 
+@app.command("export")
+def export_command(
+    source: Annotated[str, typer.Argument(help="A run folder, a saved model folder, a weight tag or a Hub repo id.")],
+    out: Annotated[Path, Opt("--out", "-o", help="The file to write (.onnx, .pt2 or .pt).")],
+    format: Annotated[str, Opt(help="onnx, exported (torch.export) or torchscript.")] = "onnx",
+    size: Annotated[str | None, Opt(help="Example input size HxW (DxHxW), a multiple of the model's stride.")] = None,
+    opset: Annotated[int, Opt(help="ONNX opset (17 or newer).")] = 17,
+) -> None:  # fmt: skip
+    """Export a model to ONNX (dynamic batch and sizes), a torch.export program or TorchScript.
+
+    ONNX inputs must have sizes that are multiples of the model's stride (metadata
+    'input_multiple'): pad them, and crop the output back.
+    """
+    from .evaluation import EvaluationError, load_source
+    from .export import ExportError, export
+    from .hub import WeightsUnavailableError
+
+    try:
+        model = load_source(source).model
+        shape = _parse_size(size, size.count("x") + 1) if size else None
+        path = export(model, out, format=format, size=shape, opset=opset)
+    except (ExportError, EvaluationError, UnknownNameError, WeightsUnavailableError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    except ImportError as exc:
+        _fail(f"export needs {exc.name}: pip install 'unetzoo[export]'")
+    stride = getattr(model, "output_stride", None)
+    console.print(f"wrote {path}" + (f" (input sizes: multiples of {stride})" if stride and format == "onnx" else ""))
+
+
 if __name__ == "__main__":
     app()
