@@ -11,8 +11,9 @@ from PIL import Image
 
 import unetzoo
 from unetzoo.evaluation import Source, load_source, probabilities_of
+from unetzoo.hub import model_preprocessing
 from unetzoo.inference import predict
-from unetzoo.prediction import PredictionReport, normalise_image, predict_files, preprocessing_of
+from unetzoo.prediction import PredictionReport, normalise_image, predict_files
 
 TINY = dict(encoder_channels=(4, 8, 8, 16), bottleneck_channels=16, decoder_channels=(8, 8, 8, 4))
 
@@ -42,7 +43,7 @@ def _images(folder: Path, sizes: list[tuple[int, int]], prefix: str = "img") -> 
 def _reference(source: Source, path: Path) -> torch.Tensor:
     """``(C, H, W)`` probabilities of one image by hand: read, normalise, ``inference.predict``."""
     image = np.asarray(Image.open(path))
-    x = normalise_image(image, preprocessing_of(source.model), 3, path)
+    x = normalise_image(image, model_preprocessing(source.model), 3, path)
     return predict(source.model.cpu().eval(), x[None])[0]
 
 
@@ -70,7 +71,7 @@ def test_training_size_resizes_and_back(binary: Source, tmp_path: Path) -> None:
     (path,) = _images(tmp_path / "in", [(20, 28)])
     run = Source(binary.model, options={"size": "32"})
     predict_files(run, [str(path)], tmp_path / "out", probabilities=True, device="cpu")
-    x = normalise_image(np.asarray(Image.open(path)), preprocessing_of(binary.model), 3, path)
+    x = normalise_image(np.asarray(Image.open(path)), model_preprocessing(binary.model), 3, path)
     ref = probabilities_of(binary.model, x[None], size=(32, 32))[0]
     probs = np.load(tmp_path / "out" / "img0.npy").astype(np.float32)
     assert probs.shape == (1, 20, 28)

@@ -20,7 +20,7 @@ from .data import DataError, SegmentationDataset, open_dataset
 from .data.augment import build_transform
 from .data.loader import TorchDataset
 from .data.splits import load_split
-from .hub import default_preprocessing, from_pretrained
+from .hub import from_pretrained, model_preprocessing
 from .inference import predict
 from .metrics import (
     average_precision_from_pairs,
@@ -147,7 +147,7 @@ def evaluate(
     opts = dict(tta=tta, window=window, overlap=overlap, blend=blend)
     if threshold == "auto":
         threshold = _auto_threshold(source, size, opts, accelerator)
-    prep = (getattr(model, "pretrained_info", None) or {}).get("preprocessing") or default_preprocessing(model)
+    prep = model_preprocessing(model)
     items = TorchDataset(dataset, build_transform("none", preprocessing=prep, spatial_dims=dataset.spatial_dims),
                          ids=ids)  # fmt: skip
     if roi and not any(dataset[dataset.ids.index(i)].roi is not None for i in ids[:1]):
@@ -239,7 +239,7 @@ def _auto_threshold(source: Source, size, opts, accelerator) -> float:
     ids = load_split(source.run / "split.json", dataset)["val"]
     if not ids:
         raise DataError(f"{source.run / 'split.json'}: no validation samples to choose a threshold on")
-    prep = source.model.pretrained_info.get("preprocessing") or default_preprocessing(source.model)
+    prep = model_preprocessing(source.model)
     items = TorchDataset(dataset, build_transform("none", preprocessing=prep), ids=ids)
     probs, masks = [], []
     for i in range(len(items)):

@@ -63,6 +63,12 @@ def default_preprocessing(model: nn.Module) -> dict[str, Any]:
     return prep
 
 
+def model_preprocessing(model: nn.Module) -> dict[str, Any]:
+    """The normalisation a model was trained with (saved with its weights), else its default."""
+    saved = (getattr(model, "pretrained_info", None) or {}).get("preprocessing")
+    return dict(saved or default_preprocessing(model))
+
+
 def saved_config(
     model: nn.Module,
     *,

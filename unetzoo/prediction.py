@@ -16,13 +16,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from . import viz
 from .data.base import natural_key
 from .data.io import DataError, is_image, is_volume, read_image, stem
 from .evaluation import Source, probabilities_of, training_size
-from .hub import default_preprocessing
+from .hub import model_preprocessing
 
 
 @dataclass
@@ -79,12 +78,6 @@ def output_names(files: Sequence[Path], out: Path) -> dict[Path, str]:
             raise ValueError(f"{f} and {owner[name]} would both write {out / name}.*; predict them apart")
         owner[name], names[f] = f, name
     return names
-
-
-def preprocessing_of(model: nn.Module) -> dict[str, Any]:
-    """The model's saved preprocessing (``scale``, ``mean``, ``std``) or :func:`default_preprocessing`."""
-    saved = (getattr(model, "pretrained_info", None) or {}).get("preprocessing")
-    return saved or default_preprocessing(model)
 
 
 def normalise_image(image: np.ndarray, prep: dict[str, Any], channels: int, path: Path) -> torch.Tensor:
@@ -190,7 +183,7 @@ class _Runner:
         self.size = training_size(source)
         self.spatial = int(getattr(model, "config", {}).get("spatial_dims", 2))
         self.channels = int(getattr(model, "config", {}).get("in_channels", 3))
-        self.prep = preprocessing_of(model)
+        self.prep = model_preprocessing(model)
         self.threshold, self.palette = threshold, palette
         self.probabilities, self.overlay = probabilities, overlay
         self.progress = progress

@@ -27,7 +27,7 @@ from .. import __version__
 from ..data import DataError
 from ..data.loader import mix_seed
 from ..data.splits import save_split
-from ..hub import save_pretrained
+from ..hub import model_preprocessing, save_pretrained
 from ..metrics import confusion_counts, scores
 from .config import ConfigError, FinetuneConfig, write_yaml
 from .data import build_datasets, choose_split, epoch_order, make_loader, open_training_dataset
@@ -39,7 +39,6 @@ from .setup import (
     build_model,
     class_names,
     cpu_supports_bf16,
-    preprocessing_of,
     resolve_mixed_precision,
     resolve_task,
     set_determinism,
@@ -142,7 +141,7 @@ class Trainer:
                               "head; add --model-arg aux_classes=N")  # fmt: skip
         self.labels = labels
         self.names = class_names(dataset, mode, classes)
-        self.preprocessing = preprocessing_of(model)
+        self.preprocessing = model_preprocessing(model)
         self.plan = build_datasets(dataset, self.split, config, self.preprocessing, labels)
         if config.channels_last is None:
             config.channels_last = self.plan.spatial_dims == 2

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..data import SegmentationDataset
-from ..hub import default_preprocessing, from_pretrained
+from ..hub import from_pretrained
 from ..losses import DeepSupervisionLoss, create_loss
 from ..models import create_model, list_models
 from ..weights import list_pretrained
@@ -112,12 +112,6 @@ def build_model(config: FinetuneConfig, spatial_dims: int, classes: int, in_chan
         return create_model(name, **overrides)  # raises UnknownNameError with the closest names
     except TypeError as exc:
         raise ConfigError(f"--model-arg: {exc}") from exc
-
-
-def preprocessing_of(model: nn.Module) -> dict[str, Any]:
-    """The normalisation the model was trained with (saved weights), else its default."""
-    info = getattr(model, "pretrained_info", None) or {}
-    return dict(info.get("preprocessing") or default_preprocessing(model))
 
 
 def build_loss(config: FinetuneConfig, mode: str) -> nn.Module:
