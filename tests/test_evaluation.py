@@ -93,3 +93,18 @@ def test_two_processes_evaluate_exactly_as_one(trained, tmp_path: Path) -> None:
 
 def test_command_helper_is_the_module_entry_point() -> None:
     assert command("x")[1:4] == ["-m", "unetzoo", "finetune"]
+
+
+def test_window_is_rounded_to_the_stride_and_class_mismatch_refused(trained, tmp_path: Path) -> None:
+    data, out = trained
+    result = evaluate(out, data, "--split", "val", "--window", "50x50", "--json", tmp_path / "e.json")
+    assert result.exit_code == 0, result.output
+    assert "--window rounded up to 64x64, a multiple of the model's stride 16" in " ".join(result.output.split())
+    assert json.loads((tmp_path / "e.json").read_text())["settings"]["window"] == [64, 64]
+    import unetzoo
+
+    unetzoo.create_model("unet", classes=3, encoder_channels=(4, 8, 8, 16), bottleneck_channels=16,
+                         decoder_channels=(8, 8, 8, 4)).save_pretrained(tmp_path / "three")  # fmt: skip
+    mismatch = evaluate(tmp_path / "three", data, "--split", "all")
+    assert mismatch.exit_code == 2 and "the dataset has 2 classes (background, foreground), the model 3" in " ".join(
+        mismatch.output.split())  # fmt: skip

@@ -426,7 +426,7 @@ def evaluate(
     import os
 
     from .data import DataError
-    from .evaluation import EvaluationError, load_source
+    from .evaluation import EvaluationError, fit_window, load_source
     from .evaluation import evaluate as run_evaluate
     from .hub import WeightsUnavailableError
 
@@ -446,6 +446,9 @@ def evaluate(
                 _fail("DATA: give the dataset to evaluate on (only a run folder knows its own)")
             data = str(loaded.options["data"])
         options = dict(_parse_option(t, "--data-arg") for t in data_arg) if data_arg else None
+        size, note = fit_window(loaded.model, size)
+        if note and main:
+            Console(stderr=True).print(f"note: {note}", highlight=False)
         result = run_evaluate(loaded, data, split=split, tta=tta, threshold=chosen, window=size, overlap=overlap,
                               blend=blend, roi=roi, data_args=options, accelerator=accelerator)  # fmt: skip
     except ValueError as exc:
@@ -497,13 +500,16 @@ def predict_command(
     from rich.progress import Progress
 
     from .data import DataError
-    from .evaluation import EvaluationError, load_source
+    from .evaluation import EvaluationError, fit_window, load_source
     from .hub import WeightsUnavailableError
     from .prediction import predict_files
 
     try:
         size = _parse_size(window, window.count("x") + 1) if window else None
         loaded = load_source(source)
+        size, note = fit_window(loaded.model, size)
+        if note:
+            Console(stderr=True).print(f"note: {note}", highlight=False)
         with Progress(console=Console(stderr=True), transient=True) as bar:
             task = bar.add_task("predicting", total=None)
             report = predict_files(loaded, inputs, out, tta=tta, window=size, overlap=overlap, blend=blend,

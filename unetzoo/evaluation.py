@@ -66,6 +66,18 @@ def load_source(text: str) -> Source:
     raise EvaluationError(f"{text}: not a run folder, a saved model, a weight tag or a Hub repo id")
 
 
+def fit_window(model: nn.Module, window: tuple[int, ...] | None) -> tuple[tuple[int, ...] | None, str]:
+    """``window`` rounded up to a multiple of the model's stride, and a note when it changed."""
+    stride = getattr(model, "output_stride", None)
+    if window is None or not stride:
+        return window, ""
+    fitted = tuple(-(-w // stride) * stride for w in window)
+    if fitted == tuple(window):
+        return fitted, ""
+    shown = "x".join(map(str, fitted))
+    return fitted, f"--window rounded up to {shown}, a multiple of the model's stride {stride}"
+
+
 def choose_ids(dataset: SegmentationDataset, split: str, source: Source) -> list[str]:
     """``all``; ``train``/``val``/``test`` from the dataset's split folders, else the run's split.json; or a split file."""
     if split == "all":
@@ -140,9 +152,10 @@ def evaluate(
         split = "test" if "test" in set(dataset.given_split.values()) else "all"
     ids = choose_ids(dataset, split, source)
     classes = int(getattr(model, "config", {}).get("classes", 1))
-    if dataset.num_classes is not None and classes > 1 and dataset.num_classes != classes:
+    expected = 2 if classes == 1 else classes  # a one-channel model segments background and one class
+    if dataset.num_classes is not None and dataset.num_classes != expected:
         raise EvaluationError(f"{data}: the dataset has {dataset.num_classes} classes "
-                              f"({', '.join(dataset.class_names)}), the model {classes}")  # fmt: skip
+                              f"({', '.join(dataset.class_names)}), the model {expected}")  # fmt: skip
     size = training_size(source)
     opts = dict(tta=tta, window=window, overlap=overlap, blend=blend)
     if threshold == "auto":
