@@ -449,8 +449,13 @@ def evaluate(
         size, note = fit_window(loaded.model, size)
         if note and main:
             Console(stderr=True).print(f"note: {note}", highlight=False)
-        result = run_evaluate(loaded, data, split=split, tta=tta, threshold=chosen, window=size, overlap=overlap,
-                              blend=blend, roi=roi, data_args=options, accelerator=accelerator)  # fmt: skip
+        from rich.progress import Progress
+
+        with Progress(console=Console(stderr=True), transient=True, disable=not main) as bar:
+            task = bar.add_task("evaluating", total=None)
+            result = run_evaluate(loaded, data, split=split, tta=tta, threshold=chosen, window=size,
+                                  overlap=overlap, blend=blend, roi=roi, data_args=options, accelerator=accelerator,
+                                  progress=lambda: bar.advance(task))  # fmt: skip
     except ValueError as exc:
         if "could not convert" in str(exc):
             _fail(f"--threshold {threshold!r}: give a probability such as 0.5, or auto")
