@@ -4,7 +4,8 @@ The window grid and the Gaussian weights follow the common definition (MONAI's
 ``sliding_window_inference``, nnU-Net's predictor): windows start every
 ``int(window × (1 − overlap))`` pixels and the last one is moved back to end at the border;
 an input smaller than the window is zero-padded around (half before, half after); the
-Gaussian has a standard deviation of ``window / 8`` per axis, scaled to a maximum of 1.
+Gaussian has a standard deviation of ``window / 8`` per axis and the value 1 at the centre
+(not rescaled, so an even-sized window peaks a little below 1), weights under 1e-3 raised to it.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def window_starts(size: int, window: int, overlap: float) -> list[int]:
 
 
 def importance_map(window: Sequence[int], blend: str, sigma_scale: float = 0.125) -> Tensor:
-    """Weights ``(*window)`` of each window pixel: constant ones, or a Gaussian peaking at 1 in the centre."""
+    """Weights ``(*window)`` of each window pixel: constant ones, or a Gaussian of value 1 at the centre."""
     if blend not in BLENDS:
         raise ValueError(f"unknown blend {blend!r}; choose one of {', '.join(BLENDS)}")
     if blend == "constant":
@@ -40,7 +41,6 @@ def importance_map(window: Sequence[int], blend: str, sigma_scale: float = 0.125
         x = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
         g = torch.exp(-(x**2) / (2 * (size * sigma_scale) ** 2))
         weights = weights.unsqueeze(-1) * g
-    weights = weights / weights.max()
     return weights.clamp_min(max(float(weights[weights > 0].min()), 1e-3))
 
 
