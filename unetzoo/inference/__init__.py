@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from ..models import mask_logits
 from .tta import TTA_MODES, View, run_views, tta_views
 from .window import BLENDS, importance_map, sliding_window, window_starts
 
@@ -28,11 +29,7 @@ def probabilities(logits: Tensor, activation: str = "auto") -> Tensor:
     """Logits ``(N, C, *S)`` as probabilities: ``sigmoid`` (``auto`` with one channel), ``softmax``
     (``auto`` with several) or ``none``; a deep-supervision list or ``(masks, classes)`` pair
     gives its final mask output."""
-    if isinstance(logits, tuple):
-        logits = logits[0]
-    if isinstance(logits, list):
-        logits = logits[0]
-    logits = logits.float()
+    logits = mask_logits(logits).float()
     if activation == "auto":
         activation = "sigmoid" if logits.shape[1] == 1 else "softmax"
     if activation == "sigmoid":

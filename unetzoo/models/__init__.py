@@ -1,7 +1,7 @@
 """Assemblers and the registered, named architectures."""
 
 from . import zoo as _zoo  # noqa: F401  (registers the named architectures)
-from .base import SegmentationModel
+from .base import SegmentationModel, mask_logits
 from .factory import MODELS, ModelSpec, create_model, list_models, model_spec, register_model
 from .unet import UNet
 from .unetpp import UNetPlusPlus
@@ -14,6 +14,7 @@ __all__ = [
     "UNetPlusPlus",
     "create_model",
     "list_models",
+    "mask_logits",
     "model_spec",
     "register_model",
 ]

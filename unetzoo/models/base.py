@@ -127,6 +127,17 @@ class SegmentationModel(nn.Module):
         raise NotImplementedError
 
 
+def mask_logits(out: Tensor | list | tuple) -> Tensor:
+    """The final mask logits ``(N, C, *S)`` of a model output.
+
+    A deep-supervision list gives its first (final) entry; a ``(masks, class_logits)`` pair of a
+    model with a classification head gives its masks.
+    """
+    if isinstance(out, tuple):
+        out = out[0]
+    return out[0] if isinstance(out, list) else out
+
+
 def _crop(t: Tensor, size: list[int]) -> Tensor:
     """Crop the trailing spatial dims of a segmentation map; class logits (N, K) pass through."""
     if t.dim() == 2:

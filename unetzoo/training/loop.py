@@ -29,6 +29,7 @@ from ..data.loader import mix_seed
 from ..data.splits import save_split
 from ..hub import model_preprocessing, save_pretrained
 from ..metrics import confusion_counts, scores
+from ..models import mask_logits
 from .config import ConfigError, FinetuneConfig, write_yaml
 from .data import build_datasets, choose_split, epoch_order, make_loader, open_training_dataset
 from .optim import ModelEMA, build_optimizer, build_scheduler
@@ -85,13 +86,6 @@ def versions() -> dict[str, str]:
 
     return {"unetzoo": __version__, "torch": str(torch.__version__), "timm": str(timm.__version__),
             "accelerate": str(accelerate.__version__)}  # fmt: skip
-
-
-def primary_output(out: Any) -> torch.Tensor:
-    """The mask logits of a model output: the final one of a deep-supervision list, without class logits."""
-    if isinstance(out, tuple):
-        out = out[0]
-    return out[0] if isinstance(out, list) else out
 
 
 class Trainer:
@@ -339,7 +333,7 @@ class Trainer:
             image = batch["image"].contiguous(memory_format=self.memory_format)
             with acc.autocast():
                 out = model(image)
-            logits = primary_output(out).float()
+            logits = mask_logits(out).float()
             target = batch["mask"]
             loss = torch.stack([self.criterion(logits[i : i + 1], target[i : i + 1]) for i in range(len(target))])
             count = confusion_counts(logits, target, mode=self.mode, num_classes=self.classes,
@@ -490,7 +484,7 @@ class Trainer:
                 item = self.plan.val[i]
                 x = item["image"][None].to(self.accelerator.device)
                 with self.accelerator.autocast():
-                    logits = primary_output(model(x)).float()
+                    logits = mask_logits(model(x)).float()
                 pred = (logits[0, 0] > 0).long() if self.mode == "binary" else logits[0].argmax(0)
                 images.append(item["image"].numpy())
                 truths.append(item["mask"].numpy())
