@@ -403,6 +403,18 @@ def finetune(
     console.print(f'load it: model = unetzoo.from_pretrained("{result.best}")', highlight=False)
 
 
+def _window(text: str | None, model, show: bool) -> tuple[int, ...] | None:
+    """``--window HxW`` (or ``DxHxW``) rounded up to the model's stride; the rounding is noted on stderr."""
+    from .evaluation import fit_window
+
+    if text is None:
+        return None
+    size, note = fit_window(model, _parse_size(text, text.count("x") + 1))
+    if note and show:
+        Console(stderr=True).print(f"note: {note}", highlight=False)
+    return size
+
+
 @app.command()
 def evaluate(
     source: Annotated[str, typer.Argument(help="A run folder, a saved model folder, a weight tag or a Hub repo id.")],
@@ -426,7 +438,7 @@ def evaluate(
     import os
 
     from .data import DataError
-    from .evaluation import EvaluationError, fit_window, load_source
+    from .evaluation import EvaluationError, load_source
     from .evaluation import evaluate as run_evaluate
     from .hub import WeightsUnavailableError
 
@@ -439,16 +451,13 @@ def evaluate(
     main = accelerator is None or accelerator.is_main_process
     try:
         chosen = threshold if threshold == "auto" else float(threshold)
-        size = _parse_size(window, window.count("x") + 1) if window else None
         loaded = load_source(source)
+        size = _window(window, loaded.model, show=main)
         if data is None:
             if loaded.run is None:
                 _fail("DATA: give the dataset to evaluate on (only a run folder knows its own)")
             data = str(loaded.options["data"])
         options = dict(_parse_option(t, "--data-arg") for t in data_arg) if data_arg else None
-        size, note = fit_window(loaded.model, size)
-        if note and main:
-            Console(stderr=True).print(f"note: {note}", highlight=False)
         from rich.progress import Progress
 
         with Progress(console=Console(stderr=True), transient=True, disable=not main) as bar:
@@ -505,16 +514,13 @@ def predict_command(
     from rich.progress import Progress
 
     from .data import DataError
-    from .evaluation import EvaluationError, fit_window, load_source
+    from .evaluation import EvaluationError, load_source
     from .hub import WeightsUnavailableError
     from .prediction import predict_files
 
     try:
-        size = _parse_size(window, window.count("x") + 1) if window else None
         loaded = load_source(source)
-        size, note = fit_window(loaded.model, size)
-        if note:
-            Console(stderr=True).print(f"note: {note}", highlight=False)
+        size = _window(window, loaded.model, show=True)
         with Progress(console=Console(stderr=True), transient=True) as bar:
             task = bar.add_task("predicting", total=None)
             report = predict_files(loaded, inputs, out, tta=tta, window=size, overlap=overlap, blend=blend,

@@ -78,6 +78,13 @@ def fit_window(model: nn.Module, window: tuple[int, ...] | None) -> tuple[tuple[
     return fitted, f"--window rounded up to {shown}, a multiple of the model's stride {stride}"
 
 
+def open_data(source: Source, data: str | Path, data_args: dict[str, Any] | None = None) -> SegmentationDataset:
+    """``data`` opened with ``data_args``, else with the run's own format options (its labels file aside)."""
+    options = dict(source.options.get("data_args") or {}) if data_args is None else dict(data_args)
+    options.pop("labels", None)
+    return open_dataset(data, format=source.options.get("format"), **options)
+
+
 def choose_ids(dataset: SegmentationDataset, split: str, source: Source) -> list[str]:
     """``all``; ``train``/``val``/``test`` from the dataset's split folders, else the run's split.json; or a split file."""
     if split == "all":
@@ -93,7 +100,8 @@ def choose_ids(dataset: SegmentationDataset, split: str, source: Source) -> list
         if not ids:
             raise EvaluationError(f"--split {split}: no {split} samples in {dataset.root}")
         return sorted(ids)
-    return sorted(load_split(split, dataset).get("test") or load_split(split, dataset)["val"])
+    chosen = load_split(split, dataset)
+    return sorted(chosen.get("test") or chosen["val"])
 
 
 @dataclass
@@ -145,9 +153,7 @@ def evaluate(
 ) -> Evaluation:
     """Evaluate ``source`` on ``data``; ``threshold="auto"`` picks the best global Dice on the run's validation split."""
     model = source.model.eval()
-    options = dict(source.options.get("data_args") or {}) if data_args is None else dict(data_args)
-    options.pop("labels", None)
-    dataset = open_dataset(data, format=source.options.get("format"), **options)
+    dataset = open_data(source, data, data_args)
     if split == "auto":
         split = "test" if "test" in set(dataset.given_split.values()) else "all"
     ids = choose_ids(dataset, split, source)
@@ -246,9 +252,7 @@ def _auto_threshold(source: Source, size, opts, accelerator) -> float:
         raise EvaluationError("--threshold auto needs a run folder (its validation split chooses the threshold)")
     if source.model.config.get("classes", 1) != 1:
         raise EvaluationError("--threshold auto is for binary models; multi-class predictions take the arg-max")
-    options = dict(source.options.get("data_args") or {})
-    options.pop("labels", None)
-    dataset = open_dataset(str(source.options["data"]), format=source.options.get("format"), **options)
+    dataset = open_data(source, str(source.options["data"]))
     ids = load_split(source.run / "split.json", dataset)["val"]
     if not ids:
         raise DataError(f"{source.run / 'split.json'}: no validation samples to choose a threshold on")

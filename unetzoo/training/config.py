@@ -24,7 +24,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
 # Options that may differ when a run is resumed: they change how long or how it is watched,
 # not what has been computed so far.
 RESUMABLE_CHANGES = frozenset({"epochs", "max_steps", "workers", "log_with", "keep_checkpoints",
-                               "checkpoint_every", "early_stop", "quiet"})  # fmt: skip
+                               "checkpoint_every", "early_stop"})  # fmt: skip
 
 
 class ConfigError(ValueError):
