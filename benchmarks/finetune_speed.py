@@ -44,6 +44,7 @@ from pathlib import Path
 from unittest import mock
 
 import torch
+from timing import clock, cpu_model
 
 from unetzoo.data.loader import mix_seed, pad_collate
 from unetzoo.losses import create_loss
@@ -62,10 +63,6 @@ NAMES = {
     "plain_fp32": "plain PyTorch, fp32",
     "plain_bf16_cl": "plain PyTorch, bf16 autocast + channels-last",
 }
-
-
-def clock() -> tuple[float, float]:
-    return time.perf_counter(), time.process_time()
 
 
 def steps_between(marks: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -287,13 +284,6 @@ def overhead_parts(trainer: TimedTrainer, batch: dict, repeats: int = 200) -> di
 
 
 # ---------------------------------------------------------------------- main
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def median(values: list[float]) -> float:

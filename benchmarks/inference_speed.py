@@ -41,6 +41,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from timing import clock, cpu_model
 
 from unetzoo import create_model
 from unetzoo.hub import save_pretrained
@@ -53,10 +54,6 @@ UNET_2D = dict(
     encoder_channels=(16, 32, 64, 128), bottleneck_channels=256, decoder_channels=(128, 64, 32, 16)
 )
 UNET_3D = dict(encoder_channels=(8, 16, 32, 64), bottleneck_channels=128, decoder_channels=(64, 32, 16, 8))
-
-
-def clock() -> tuple[float, float]:
-    return time.perf_counter(), time.process_time()
 
 
 def timed(fn: Callable[[], object]) -> tuple[float, float, object]:
@@ -200,13 +197,6 @@ def bench_evaluate(model, rounds: int, d4_rounds: int) -> dict:
 
 
 # ---------------------------------------------------------------------- main
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:
