@@ -199,6 +199,7 @@ def test_multiclass_3d_with_classification_head(tmp_path: Path) -> None:
         (["unet", "--batch-size", "64"], ["--batch-size 64 is larger than the training set (10 samples)"]),
         (["unet", "--model-arg", "nonsense=1"], ["takes no argument(s) 'nonsense'"]),
         (["unet", "--model-arg", "broken"], ["--model-arg 'broken': write key=value"]),
+        (["unet", "--repeats", "0"], ["--repeats 0"]),
         pytest.param(["unet", "--log-with", "tensorboard"], ["--log-with tensorboard: that tracker is not installed"],
                      marks=pytest.mark.skipif(importlib.util.find_spec("tensorboard") is not None,
                                               reason="tensorboard is installed here")),
@@ -287,3 +288,21 @@ def test_field_of_view_restricts_validation_metrics(shared: Path, tmp_path: Path
     logged = float(read_metrics(run)[-1]["val_precision"])
     assert scores(torch.cat(counts))["precision"] == pytest.approx(logged, abs=1e-9)
     assert scores(torch.cat(unrestricted))["precision"] != pytest.approx(logged, abs=1e-6)
+
+
+def test_repeats_draw_each_sample_again_with_its_own_crop(kvasir: Path) -> None:
+    from unetzoo.training.config import FinetuneConfig
+    from unetzoo.training.data import build_datasets
+
+    dataset = open_dataset(kvasir)
+    split = {"train": dataset.ids[:4], "val": dataset.ids[4:6]}
+    prep = {"mean": [0.5] * 3, "std": [0.25] * 3}
+    once = build_datasets(dataset, split, FinetuneConfig(crop="32x32", batch_size=2), prep, None).train
+    plan = build_datasets(dataset, split, FinetuneConfig(crop="32x32", batch_size=2, repeats=3), prep, None)
+    assert len(once) == 4 and len(plan.train) == 12 and len(plan.val) == 2
+    items = [plan.train[i] for i in range(12)]
+    assert [item["id"] for item in items] == list(split["train"]) * 3
+    for i in range(4):  # the same image, three different crops
+        crops = [items[i + 4 * r]["image"] for r in range(3)]
+        assert not torch.equal(crops[0], crops[1]) and not torch.equal(crops[1], crops[2])
+    assert torch.equal(items[0]["image"], once[0]["image"])  # the first repeat is the plain epoch

@@ -315,6 +315,7 @@ def finetune(
     size: Annotated[str | None, Opt(help="Resize (2D) or centre pad/crop (3D) to HxW or DxHxW.", rich_help_panel=_DATA)] = None,
     crop: Annotated[str | None, Opt(help="Mask-aware random crops of HxW or DxHxW; validation on whole images.", rich_help_panel=_DATA)] = None,
     crop_foreground: Annotated[float | None, Opt(help="Probability that a crop holds foreground (default: 0.7).", rich_help_panel=_DATA)] = None,
+    repeats: Annotated[int | None, Opt(help="Times each training sample is drawn per epoch, each with its own crop and augmentation (default: 1).", rich_help_panel=_DATA)] = None,
     preset: Annotated[str | None, Opt(help="Augmentation: none, light, standard, heavy (default: standard).", rich_help_panel=_DATA)] = None,
     clahe: Annotated[bool | None, Opt("--clahe/--no-clahe", help="Contrast-limited histogram equalisation first.", rich_help_panel=_DATA)] = None,
     batch_size: Annotated[int | None, Opt(help="Samples per batch and process (default: 8).", rich_help_panel=_DATA)] = None,
@@ -535,6 +536,40 @@ def predict_command(
         Console(stderr=True, soft_wrap=True).print(f"[yellow]skipped[/yellow] {path}: {reason}", highlight=False)
     if report.failures:
         raise typer.Exit(1)
+
+
+@app.command("explain")
+def explain_command(
+    source: Annotated[str, typer.Argument(help="A run folder, a saved model folder, a weight tag or a Hub repo id.")],
+    inputs: Annotated[list[str], typer.Argument(help="Image or NIfTI files, folders and glob patterns.")],
+    out: Annotated[Path, Opt("--out", "-o", help="Folder for the pictures (never one of the input folders).")],
+    mask: Annotated[list[str] | None, Opt(help="Ground-truth mask of each input, in order (repeat the option).")] = None,
+    evolution: Annotated[bool, Opt(help="Masks of a run's kept checkpoints and best/ side by side (needs --mask).")] = False,
+    tta: Annotated[str, Opt(help="Test-time augmentation: none, flips or d4.")] = "none",
+    threshold: Annotated[float, Opt(help="Probability threshold of one-channel (binary) models.")] = 0.5,
+    window: Annotated[str | None, Opt(help="Sliding window HxW (DxHxW); default: whole images.")] = None,
+    overlap: Annotated[float, Opt(help="Window overlap fraction.")] = 0.5,
+) -> None:  # fmt: skip
+    """Pictures of predictions: error maps, probability heat maps, attention maps, checkpoint evolution.
+
+    Per input: NAME_prediction.png (with --mask: ground truth and false positives/negatives),
+    NAME_attention.png (attention gates and CBAM spatial attention, one panel per block),
+    NAME_slices.png for volumes (three orthogonal slices); with --evolution, evolution.png.
+    """
+    from .data import DataError
+    from .evaluation import EvaluationError, load_source
+    from .explanation import explain_files
+    from .hub import WeightsUnavailableError
+
+    try:
+        loaded = load_source(source)
+        size = _window(window, loaded.model, show=True)
+        written = explain_files(loaded, inputs, out, masks=mask or [], evolution=evolution, threshold=threshold,
+                                tta=tta, window=size, overlap=overlap)  # fmt: skip
+    except (ValueError, DataError, EvaluationError, UnknownNameError, WeightsUnavailableError,
+            FileNotFoundError) as exc:  # fmt: skip
+        _fail(str(exc))
+    console.print(f"{len(written)} picture(s) written to {out}")
 
 
 @app.command("export")

@@ -54,6 +54,7 @@ class FinetuneConfig:
     size: str | None = None
     crop: str | None = None
     crop_foreground: float = 0.7
+    repeats: int = 1
     preset: str = "standard"
     clahe: bool = False
     batch_size: int = 8
@@ -129,7 +130,7 @@ class FinetuneConfig:
                 close = difflib.get_close_matches(str(value), choices, n=2)
                 hint = f" (closest: {', '.join(close)})" if close else ""
                 raise ConfigError(f"--{_flag(name)} {value!r}: choose one of {', '.join(choices)}{hint}")
-        for name in ("batch_size", "accumulate", "epochs", "keep_checkpoints"):
+        for name in ("batch_size", "accumulate", "epochs", "keep_checkpoints", "repeats"):
             _check_int(name, getattr(self, name), minimum=1)
         for name in ("workers", "freeze_encoder_epochs", "warmup", "samples", "fold", "seed"):
             _check_int(name, getattr(self, name), minimum=0)

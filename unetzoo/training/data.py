@@ -100,7 +100,8 @@ def build_datasets(dataset: SegmentationDataset, split: Split, config: FinetuneC
     else:
         train_t = build_transform(config.preset, **common)
         val_t = build_transform("none", **common)
-    train = LabelledDataset(dataset, train_t, split["train"], seed=config.seed, labels=labels)
+    # Each repeat is its own index, so it gets its own crop and augmentation draw.
+    train = LabelledDataset(dataset, train_t, list(split["train"]) * config.repeats, seed=config.seed, labels=labels)
     val = LabelledDataset(dataset, val_t, split["val"], seed=config.seed, labels=labels)
     if config.drop_last and config.batch_size > len(train):
         raise ConfigError(
