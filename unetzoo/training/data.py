@@ -167,6 +167,8 @@ def make_loader(dataset: TorchDataset, indices: list[int] | None, batch_size: in
                 pin_memory: bool) -> torch.utils.data.DataLoader:  # fmt: skip
     """A DataLoader over ``indices`` in that order (all samples when ``None``), padding ragged batches."""
     subset = torch.utils.data.Subset(dataset, indices) if indices is not None else dataset
+    if workers:
+        _single_threaded_opencv()
     return torch.utils.data.DataLoader(
         subset,
         batch_size=batch_size,
@@ -175,13 +177,20 @@ def make_loader(dataset: TorchDataset, indices: list[int] | None, batch_size: in
         collate_fn=pad_collate,
         pin_memory=pin_memory,
         persistent_workers=False,
-        worker_init_fn=_one_thread if workers else None,
     )
 
 
-def _one_thread(worker_id: int) -> None:
-    """A DataLoader worker computes on one thread: OpenCV's thread pool in every worker would
-    oversubscribe the cores that the training process's own threads need."""
+def _single_threaded_opencv() -> None:
+    """OpenCV on one thread in this process, before DataLoader workers are forked from it.
+
+    A forked worker inherits OpenCV's thread pool as the parent left it, without its threads;
+    its first call that touches the pool (``cv2.setNumThreads``, a large resize) then waits
+    forever on them. That hung every run whose parent had used OpenCV on a large image (a
+    full-size DRIVE validation image) at the start of its second epoch. With one thread
+    there is no pool to inherit, and the workers, which inherit the setting, do not
+    oversubscribe the cores the training threads need.
+    """
     import cv2
 
-    cv2.setNumThreads(1)
+    if cv2.getNumThreads() != 1:
+        cv2.setNumThreads(1)
