@@ -149,3 +149,63 @@ def test_sliding_window_equals_monai(dims: int) -> None:
         theirs = inferers.sliding_window_inference(x, window, 4, fn, overlap=0.5, mode="gaussian")
     torch.testing.assert_close(ours, theirs.as_tensor() if hasattr(theirs, "as_tensor") else theirs,
                                rtol=0, atol=1e-6)  # fmt: skip
+
+
+def _randomise_batchnorm(model: nn.Module) -> None:
+    """Give every BatchNorm statistics and affine parameters far from the identity."""
+    gen = torch.Generator().manual_seed(1)
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None:
+            m.running_mean.copy_(torch.randn(m.num_features, generator=gen))
+            m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+            m.weight.data.copy_(torch.randn(m.num_features, generator=gen))
+            m.bias.data.copy_(torch.randn(m.num_features, generator=gen))
+
+
+@pytest.mark.parametrize("name", unetzoo.list_models())
+def test_inference_model_computes_what_the_model_computes(name: str) -> None:
+    from tests.test_export import tiny
+    from unetzoo.inference import inference_model
+
+    model = unetzoo.create_model(name, **tiny(name)).eval()
+    _randomise_batchnorm(model)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    ready = inference_model(model)
+    dims = model.config.get("spatial_dims", 2)
+    x = torch.randn(2, model.config.get("in_channels", 3), *([32] * dims))
+    with torch.no_grad():
+        expected, got = model(x), ready(x)
+    scale = expected.abs().max()
+    assert (got - expected).abs().max() <= 1e-4 * scale
+    # the original is untouched, and the copy keeps what inference reads from the model
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert ready.config == model.config and ready.output_stride == model.output_stride
+    if model_spec_classic(name):  # our conv-norm-act blocks fold; timm encoders keep their own norms
+        norms = [m for m in ready.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        assert len(norms) < len([m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)])
+
+
+def model_spec_classic(name: str) -> bool:
+    spec = unetzoo.models.model_spec(name)
+    return spec is not None and spec.defaults.get("encoder", "classic") == "classic"
+
+
+def test_fold_batchnorm_refuses_training_mode() -> None:
+    from unetzoo.inference import fold_batchnorm
+
+    with pytest.raises(ValueError, match="eval mode"):
+        fold_batchnorm(unetzoo.create_model("unet", encoder_channels=[4, 8, 8, 16], bottleneck_channels=16,
+                                            decoder_channels=[8, 8, 8, 4]).train())  # fmt: skip
+
+
+@pytest.mark.parametrize("max_batch", [1, 2, 3, 5, 16])
+def test_view_chunks_of_any_size_give_the_same_average(max_batch: int) -> None:
+    torch.manual_seed(0)
+    model = unetzoo.create_model("unet", encoder_channels=[4, 8, 8, 16], bottleneck_channels=16,
+                                 decoder_channels=[8, 8, 8, 4]).eval()  # fmt: skip
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        reference = torch.stack([
+            torch.stack([v.invert(torch.sigmoid(model(v.apply(x[i : i + 1])))) for v in tta_views("d4", 2)]).mean(0)[0]
+            for i in range(3)])  # fmt: skip
+    torch.testing.assert_close(predict(model, x, tta="d4", max_batch=max_batch), reference, atol=1e-6, rtol=1e-5)

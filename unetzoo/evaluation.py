@@ -21,7 +21,7 @@ from .data.augment import build_transform
 from .data.loader import TorchDataset
 from .data.splits import load_split
 from .hub import from_pretrained, model_preprocessing
-from .inference import predict
+from .inference import inference_model, predict
 from .metrics import (
     average_precision_from_pairs,
     confusion_counts,
@@ -151,8 +151,10 @@ def evaluate(
     accelerator=None,
     progress=None,
 ) -> Evaluation:
-    """Evaluate ``source`` on ``data``; ``threshold="auto"`` picks the best global Dice on the run's validation split."""
-    model = source.model.eval()
+    """Evaluate ``source`` on ``data``; ``threshold="auto"`` picks the best global Dice on the run's
+    validation split (within the region of interest with ``roi``). The model runs as
+    :func:`unetzoo.inference.inference_model` prepares it (batch norms folded)."""
+    model = inference_model(source.model)
     dataset = open_data(source, data, data_args)
     if split == "auto":
         split = "test" if "test" in set(dataset.given_split.values()) else "all"
@@ -165,7 +167,7 @@ def evaluate(
     size = training_size(source)
     opts = dict(tta=tta, window=window, overlap=overlap, blend=blend)
     if threshold == "auto":
-        threshold = _auto_threshold(source, size, opts, accelerator)
+        threshold = _auto_threshold(source, model, size, opts, roi)
     prep = model_preprocessing(model)
     items = TorchDataset(dataset, build_transform("none", preprocessing=prep, spatial_dims=dataset.spatial_dims),
                          ids=ids)  # fmt: skip
@@ -246,8 +248,9 @@ def _run(model, items: TorchDataset, size, opts, threshold: float, use_roi: bool
     return torch.cat(counts), names, pairs, {k: torch.cat(v) for k, v in distances.items()}
 
 
-def _auto_threshold(source: Source, size, opts, accelerator) -> float:
-    """The threshold of the best global Dice over ``THRESHOLD_GRID`` on the run's validation split."""
+def _auto_threshold(source: Source, model: nn.Module, size, opts, use_roi: bool) -> float:
+    """The threshold of the best global Dice over ``THRESHOLD_GRID`` on the run's validation split
+    (pixels within the region of interest with ``use_roi``)."""
     if source.run is None or not (source.run / "split.json").is_file():
         raise EvaluationError("--threshold auto needs a run folder (its validation split chooses the threshold)")
     if source.model.config.get("classes", 1) != 1:
@@ -261,8 +264,14 @@ def _auto_threshold(source: Source, size, opts, accelerator) -> float:
     probs, masks = [], []
     for i in range(len(items)):
         item = items[i]
-        probs.append(probabilities_of(source.model, item["image"][None], size=size, **opts).flatten())
-        masks.append(item["mask"].flatten())
+        with torch.no_grad():
+            p = probabilities_of(model, item["image"][None], size=size, **opts).cpu().flatten()
+        m = item["mask"].flatten()
+        if use_roi and "roi" in item:
+            inside = item["roi"].flatten().bool()
+            p, m = p[inside], m[inside]
+        probs.append(p)
+        masks.append(m)
     p, m = torch.cat(probs), torch.cat(masks).bool()
     best = max(THRESHOLD_GRID, key=lambda t: _dice(p > t, m))
     return float(best)

@@ -24,6 +24,7 @@ from . import viz
 from .data.io import DataError, is_volume, read_image, read_mask, read_volume
 from .evaluation import Source, probabilities_of, training_size
 from .hub import model_preprocessing, read_weights
+from .inference import inference_model
 from .inference.attention import attention_maps
 from .prediction import class_ids, collect_inputs, normalise_image, output_names
 
@@ -78,7 +79,7 @@ def explain_files(
     if masks and len(masks) != len(files):
         raise ValueError(f"--mask: {len(masks)} mask(s) for {len(files)} input(s); give one per input, in order")
     names = output_names(files, out)
-    model = source.model.eval()
+    model = inference_model(source.model)
     cases = [_read(model, f, names[f], Path(masks[i]) if masks else None) for i, f in enumerate(files)]
     models = checkpoint_models(source) if evolution else []
     if evolution and not masks:

@@ -22,6 +22,7 @@ from .data.base import natural_key
 from .data.io import DataError, is_image, is_volume, read_image, stem
 from .evaluation import Source, probabilities_of, training_size
 from .hub import model_preprocessing
+from .inference import inference_model
 
 
 @dataclass
@@ -149,10 +150,10 @@ def predict_files(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model = source.model.to(device).eval()
+    model = inference_model(source.model).to(device)
     runner = _Runner(model, source, out, device,
                      dict(tta=tta, window=tuple(window) if window else None, overlap=overlap, blend=blend,
-                          max_batch=max(8, batch_size)),
+                          max_batch=None),
                      threshold, palette, probabilities, overlay, progress)  # fmt: skip
     runner.report.inputs = len(files)
     pending: dict[tuple[int, ...], list[tuple[Path, np.ndarray, torch.Tensor]]] = {}

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ..models import mask_logits
+from .prepare import default_batch, fold_batchnorm, inference_model
 from .tta import TTA_MODES, View, run_views, tta_views
 from .window import BLENDS, importance_map, sliding_window, window_starts
 
@@ -15,7 +16,10 @@ __all__ = [
     "BLENDS",
     "TTA_MODES",
     "View",
+    "default_batch",
+    "fold_batchnorm",
     "importance_map",
+    "inference_model",
     "predict",
     "probabilities",
     "run_views",
@@ -50,7 +54,7 @@ def predict(
     window: Sequence[int] | None = None,
     overlap: float = 0.5,
     blend: str = "gaussian",
-    max_batch: int = 8,
+    max_batch: int | None = None,
     activation: str = "auto",
 ) -> Tensor:
     """Probabilities ``(N, C, *S)`` of ``model`` for ``x`` ``(N, C_in, *S)``, 2D or 3D.
@@ -59,10 +63,14 @@ def predict(
     one batch and are averaged as probabilities after mapping back. ``window``: run
     overlapping windows of that size (``overlap`` of their size, ``gaussian`` or
     ``constant`` blending) instead of the whole input; both compose. ``max_batch`` bounds
-    the samples (windows × views) of one forward pass. The model runs as it is: put it in
-    eval mode and wrap the call in ``torch.autocast`` for mixed precision.
+    the samples (windows × views) of one forward pass (default: :func:`default_batch`, 8 on a
+    GPU and 2 on a CPU). The model runs as it is: put it in eval mode (or pass
+    :func:`inference_model`'s copy, which is faster) and wrap the call in ``torch.autocast``
+    for mixed precision.
     """
     views = tta_views(tta, x.dim() - 2)
+    if max_batch is None:
+        max_batch = default_batch(x.device)
 
     def forward(batch: Tensor) -> Tensor:
         return probabilities(model(batch), activation)

@@ -52,19 +52,36 @@ def tta_views(mode: str, spatial_dims: int) -> list[View]:
 def run_views(fn: Callable[[Tensor], Tensor], x: Tensor, views: list[View], max_batch: int) -> Tensor:
     """The mean over ``views`` of ``view.invert(fn(view.apply(x)))``.
 
-    ``fn`` maps ``(B, C_in, *S)`` to probabilities ``(B, C, *S)``. Views of the same shape are
-    concatenated along the batch and run in chunks of at most ``max_batch`` samples.
+    ``fn`` maps ``(B, C_in, *S)`` to probabilities ``(B, C, *S)``. Views of the same shape run
+    together, in chunks of at most ``max_batch`` samples (whole views, or parts of one view's
+    batch when ``x`` alone is larger); each chunk's inputs are made just before its forward
+    pass and its outputs added to the sum at once, so memory stays within one chunk.
     """
     n = x.shape[0]
     by_shape: dict[tuple[int, ...], list[View]] = {}
     for view in views:
         by_shape.setdefault(tuple(view.apply(x[:1]).shape), []).append(view)
     total: Tensor | None = None
+
+    def add(back: Tensor, rows: slice) -> None:
+        nonlocal total
+        if total is None:
+            total = torch.zeros((n, *back.shape[1:]), dtype=torch.float32, device=back.device)
+        total[rows] += back
+
+    per_chunk = max(1, max_batch)
     for group in by_shape.values():
-        stacked = torch.cat([view.apply(x) for view in group])
-        outputs = torch.cat([fn(chunk) for chunk in torch.split(stacked, max(1, max_batch))])
-        for view, out in zip(group, torch.split(outputs, n), strict=True):
-            back = view.invert(out).float()
-            total = back if total is None else total + back
+        if n >= per_chunk:  # one view at a time, its batch split
+            for view in group:
+                for start in range(0, n, per_chunk):
+                    rows = slice(start, min(n, start + per_chunk))
+                    add(view.invert(fn(view.apply(x[rows]))).float(), rows)
+            continue
+        step = per_chunk // n  # several whole views per forward pass
+        for first in range(0, len(group), step):
+            chunk = group[first : first + step]
+            outputs = fn(torch.cat([view.apply(x) for view in chunk]))
+            for view, out in zip(chunk, torch.split(outputs, n), strict=True):
+                add(view.invert(out).float(), slice(0, n))
     assert total is not None
     return total / len(views)
