@@ -362,12 +362,7 @@ def finetune(
     Several processes: torchrun --nproc_per_node N -m unetzoo finetune ..., or
     accelerate launch --multi_gpu --num_processes N -m unetzoo finetune ...
     """
-    given = {k: v for k, v in locals().items() if v is not None}
-    for flag in ("config", "resume", "overwrite", "quiet"):
-        given.pop(flag, None)
-    for name in ("model_arg", "data_arg", "loss_arg"):
-        if name in given:
-            given[name + "s"] = dict(_parse_option(t, "--" + name.replace("_", "-")) for t in given.pop(name))
+    given = _finetune_options(locals())
     try:
         import accelerate  # noqa: F401
 
@@ -402,6 +397,74 @@ def finetune(
     shown = ", ".join(f"{k} {v:.4f}" for k, v in best.items() if isinstance(v, float))
     console.print(f"best: {result.best} (epoch {result.best_epoch}: {shown})", highlight=False)
     console.print(f'load it: model = unetzoo.from_pretrained("{result.best}")', highlight=False)
+
+
+def _finetune_options(params: dict) -> dict:
+    """The FinetuneConfig values of parsed ``finetune`` parameters: the ones given, repeatable
+    key=value options as dictionaries, the run-control flags left out."""
+    given = {k: v for k, v in params.items() if v is not None}
+    for flag in ("config", "resume", "overwrite", "quiet"):
+        given.pop(flag, None)
+    for name in ("model_arg", "data_arg", "loss_arg"):
+        if name in given:
+            given[name + "s"] = dict(_parse_option(t, "--" + name.replace("_", "-")) for t in given.pop(name))
+    return given
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def compare(
+    ctx: typer.Context,
+    data: Annotated[str, typer.Argument(help="A dataset folder (any format open_dataset reads), or 'demo'.")],
+    models: Annotated[str, Opt(help="The models to compare, separated by commas (names, tags or folders).")],
+    out: Annotated[Path, Opt("--out", "-o", help="The comparison folder: one run folder per entry, the table, the chart.")],
+    loss_sweep: Annotated[str | None, Opt(help="Sweep one loss argument: LOSS:ARG=V1,V2,... (e.g. dice_bce:alpha=0,0.5,1).")] = None,
+    config: Annotated[Path | None, Opt(help="A YAML file of finetune options shared by every entry.")] = None,
+    quiet: Annotated[bool, Opt(help="Plain logs: one line per epoch, no progress bars.")] = False,
+) -> None:  # fmt: skip
+    """Fine-tune several models (or loss settings) on the same split with the same seed, and compare them.
+
+    Every other option is a `unetzoo finetune` option shared by all entries (e.g. --epochs
+    20 --crop 256x256 --model-arg ...). Writes OUT/<entry>/ run folders, OUT/comparison.csv,
+    comparison.md and comparison.png. Calling it again skips finished entries and resumes an
+    interrupted one. Under torchrun every entry runs on all processes.
+    """
+    import typer.exceptions
+    import typer.main
+
+    from .data import DataError
+    from .hub import WeightsUnavailableError
+    from .training import ConfigError, RunFolderError, read_yaml
+    from .training.compare import compare as run_compare
+    from .training.compare import plan_entries
+    from .training.run_folder import describe_os_error
+
+    command = typer.main.get_command(app).commands["finetune"]
+    try:
+        parsed = command.make_context("finetune", ["MODEL", data, *ctx.args], resilient_parsing=False)
+    except typer.exceptions.TyperException as exc:  # a usage error of the finetune options
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        _fail(f"{message} (compare takes the options of unetzoo finetune)")
+    given = _finetune_options(parsed.params)
+    given.pop("model", None)
+    for flag in ("out", "resume"):
+        if parsed.params.get(flag) is not None:
+            _fail(f"--{flag}: compare gives every entry its own run folder inside --out {out}")
+    try:
+        base = {**(read_yaml(config) if config else {}), **given}
+        entries = plan_entries(models.split(","), base, loss_sweep)
+        rows = run_compare(entries, base, out, quiet=quiet,
+                           on_entry=lambda e, what: console.print(f"[bold]{e.name}[/bold]: {what}"))  # fmt: skip
+    except (ConfigError, RunFolderError, DataError, UnknownNameError, WeightsUnavailableError) as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(describe_os_error(exc))
+    table = Table("entry", "val Dice", "val IoU", "epoch", "params", "s", "samples/s")
+    for row in rows:
+        table.add_row(row["entry"], f"{row['best_val_dice']:.4f}", f"{row['best_val_iou']:.4f}",
+                      str(row["best_epoch"]), f"{row['parameters']:,}", str(row["seconds"]),
+                      str(row["samples_per_s"]))  # fmt: skip
+    console.print(table)
+    console.print(f"table: {out / 'comparison.md'}  chart: {out / 'comparison.png'}")
 
 
 def _window(text: str | None, model, show: bool) -> tuple[int, ...] | None:

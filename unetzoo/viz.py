@@ -234,6 +234,23 @@ def save_slices(path: Path, volume: np.ndarray, pred: np.ndarray, truth: np.ndar
     return _finish(plt, fig, path, title)
 
 
+def save_lines(path: Path, series: dict[str, Sequence[Sequence[float]]], *, xlabel: str, ylabel: str,
+               title: str = "") -> Path:  # fmt: skip
+    """One line per ``{label: [[x, y], ...]}`` on shared axes (e.g. validation Dice per epoch of several runs)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for label, points in series.items():
+        if len(points):
+            xs, ys = zip(*points, strict=True)
+            ax.plot(xs, ys, marker="o", markersize=3, label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    if ax.lines:
+        ax.legend(fontsize=8)
+    return _finish(plt, fig, path, title)
+
+
 def _resized(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """A 2D map bilinearly resized to ``size``."""
     import torch

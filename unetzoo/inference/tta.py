@@ -58,6 +58,9 @@ def run_views(fn: Callable[[Tensor], Tensor], x: Tensor, views: list[View], max_
     pass and its outputs added to the sum at once, so memory stays within one chunk.
     """
     n = x.shape[0]
+    per_chunk = max(1, max_batch)
+    if views == [View()]:  # no augmentation: the forward passes alone
+        return torch.cat([fn(chunk).float() for chunk in torch.split(x, per_chunk)])
     by_shape: dict[tuple[int, ...], list[View]] = {}
     for view in views:
         by_shape.setdefault(tuple(view.apply(x[:1]).shape), []).append(view)
@@ -69,7 +72,6 @@ def run_views(fn: Callable[[Tensor], Tensor], x: Tensor, views: list[View], max_
             total = torch.zeros((n, *back.shape[1:]), dtype=torch.float32, device=back.device)
         total[rows] += back
 
-    per_chunk = max(1, max_batch)
     for group in by_shape.values():
         if n >= per_chunk:  # one view at a time, its batch split
             for view in group:
