@@ -157,18 +157,28 @@ def test_torch_export_program(name, tmp_path):
             torch.testing.assert_close(program(x), model(x))
 
 
-def test_torchscript_unet(tmp_path):
+def test_torchscript_refusal_names_the_module_and_leaves_nothing(tmp_path):
+    # The zoo's blocks take Python-typed arguments that torch.jit.script cannot read; the
+    # error must say where, in one line, and no file may be left behind.
     model = unetzoo.create_model("unet", **tiny("unet")).eval()
-    try:
-        path = export(model, tmp_path / "u.pt", format="torchscript")
-    except ExportError as err:
-        message = str(err)
-        assert "\n" not in message and message.startswith("torch.jit.script failed in ")
-    else:
-        scripted = torch.jit.load(str(path))
-        x = torch.randn(1, 3, 32, 32)
-        with torch.no_grad():
-            torch.testing.assert_close(scripted(x), model(x))
+    with pytest.raises(ExportError) as err:
+        export(model, tmp_path / "u.pt", format="torchscript")
+    message = str(err.value)
+    assert "\n" not in message and message.startswith("torch.jit.script failed in ")
+    where = message.removeprefix("torch.jit.script failed in ").split(":")[0]
+    path, _, cls = where.partition(" (")
+    assert dict(model.named_modules())[path].__class__.__name__ == cls.rstrip(")")
+    assert not list(tmp_path.iterdir())
+
+
+def test_torchscript_of_a_scriptable_model_round_trips(tmp_path):
+    # A plugin's plain convolutional network scripts: the file loads and computes the same.
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 2, 1)).eval()
+    path = export(model, tmp_path / "plain.pt", format="torchscript")
+    scripted = torch.jit.load(str(path))
+    x = torch.randn(2, 3, 20, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x), model(x))
 
 
 def test_export_command_and_package_function(tmp_path: Path) -> None:

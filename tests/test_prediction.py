@@ -98,13 +98,13 @@ def test_folder_glob_and_corrupt_file(binary: Source, tmp_path: Path) -> None:
     _images(tmp_path / "a", [(16, 16), (16, 16)], prefix="a")
     _images(tmp_path / "b", [(16, 20)], prefix="b")
     (tmp_path / "b" / "x.png").write_bytes(np.random.default_rng(0).bytes(200))
-    seen: list[int] = []
+    seen: list[tuple[int, int | None]] = []
     report = predict_files(binary, [str(tmp_path / "a"), str(tmp_path / "b" / "*.png")], tmp_path / "out",
-                           device="cpu", progress=lambda: seen.append(1))  # fmt: skip
+                           device="cpu", progress=lambda n=1, total=None: seen.append((n, total)))  # fmt: skip
     assert [p.name for p, _ in report.failures] == ["x.png"]
     assert "x.png" in report.failures[0][1] and "\n" not in report.failures[0][1]
     assert sorted(p.name for p in report.written) == ["a0.png", "a1.png", "b0.png"]
-    assert len(seen) == 4
+    assert seen == [(0, 4), (1, None), (1, None), (1, None), (1, None)]  # the total first, then each input
 
 
 def test_wrong_channels_reported(binary: Source, tmp_path: Path) -> None:

@@ -528,7 +528,7 @@ def evaluate(
             task = bar.add_task("evaluating", total=None)
             result = run_evaluate(loaded, data, split=split, tta=tta, threshold=chosen, window=size,
                                   overlap=overlap, blend=blend, roi=roi, data_args=options, accelerator=accelerator,
-                                  progress=lambda: bar.advance(task))  # fmt: skip
+                                  progress=lambda n=1, total=None: bar.update(task, advance=n, total=total))  # fmt: skip
     except ValueError as exc:
         if "could not convert" in str(exc):
             _fail(f"--threshold {threshold!r}: give a probability such as 0.5, or auto")
@@ -590,7 +590,7 @@ def predict_command(
             report = predict_files(loaded, inputs, out, tta=tta, window=size, overlap=overlap, blend=blend,
                                    threshold=threshold, palette=palette, probabilities=probabilities,
                                    overlay=overlay, batch_size=batch_size,
-                                   progress=lambda: bar.advance(task))  # fmt: skip
+                                   progress=lambda n=1, total=None: bar.update(task, advance=n, total=total))  # fmt: skip
     except (ValueError, DataError, EvaluationError, UnknownNameError, WeightsUnavailableError,
             FileNotFoundError) as exc:  # fmt: skip
         _fail(str(exc))

@@ -153,7 +153,8 @@ def evaluate(
 ) -> Evaluation:
     """Evaluate ``source`` on ``data``; ``threshold="auto"`` picks the best global Dice on the run's
     validation split (within the region of interest with ``roi``). The model runs as
-    :func:`unetzoo.inference.inference_model` prepares it (batch norms folded)."""
+    :func:`unetzoo.inference.inference_model` prepares it (batch norms folded).
+    ``progress(0, total=N)`` is told this process's image count, then ``progress()`` after each."""
     model = inference_model(source.model)
     dataset = open_data(source, data, data_args)
     if split == "auto":
@@ -213,6 +214,8 @@ def _run(model, items: TorchDataset, size, opts, threshold: float, use_roi: bool
     device = accelerator.device if accelerator is not None else next(model.parameters()).device
     model.to(device)
     counts, names, probs_list, labels_list, distances = [], [], [], [], {}
+    if progress is not None:
+        progress(0, total=len(loader))
     for item in loader:
         image = item["image"][None].to(device)
         probs = probabilities_of(model, image, size=size, **opts)

@@ -133,7 +133,7 @@ def predict_files(
     overlay: bool = False,
     batch_size: int = 4,
     device: str | torch.device | None = None,
-    progress: Callable[[], None] | None = None,
+    progress: Callable[..., None] | None = None,
 ) -> PredictionReport:
     """Predict a mask for every input and write it under ``out``.
 
@@ -142,8 +142,9 @@ def predict_files(
     ``<stem>_overlay.png``. Images of one size go through the model ``batch_size`` at a time.
     NIfTI volumes (3D models): the volume is z-scored, ``out/<stem>.nii.gz`` gets class ids with
     the input's affine and header, ``probabilities`` also ``<stem>_probs.nii.gz`` float32
-    ``(*S, C)``. ``progress`` is called once per input. Inputs that match nothing, or an ``out``
-    that holds inputs, raise ``ValueError`` before anything is written.
+    ``(*S, C)``. ``progress(0, total=N)`` is called first, then ``progress()`` once per input.
+    Inputs that match nothing, or an ``out`` that holds inputs, raise ``ValueError`` before
+    anything is written.
     """
     files = collect_inputs(inputs)
     names = output_names(files, Path(out))
@@ -156,6 +157,8 @@ def predict_files(
                           max_batch=None),
                      threshold, palette, probabilities, overlay, progress)  # fmt: skip
     runner.report.inputs = len(files)
+    if progress is not None:
+        progress(0, total=len(files))
     pending: dict[tuple[int, ...], list[tuple[Path, np.ndarray, torch.Tensor]]] = {}
     for path in files:
         if is_volume(path):
