@@ -10,6 +10,7 @@ HE = "He 2016"
 CHEN = "Chen 2017"
 HU = "Hu 2018"
 WOO = "Woo 2018"
+TAN = "Tan 2019"
 PAPERS = {
     RONNEBERGER: "Ronneberger et al. 2015, U-Net, arXiv:1505.04597",
     OKTAY: "Oktay et al. 2018, Attention U-Net, arXiv:1804.03999",
@@ -20,6 +21,7 @@ PAPERS = {
     CHEN: "Chen et al. 2017, DeepLabv3 (ASPP), arXiv:1706.05587",
     HU: "Hu et al. 2018, Squeeze-and-Excitation, arXiv:1709.01507",
     WOO: "Woo et al. 2018, CBAM, arXiv:1807.06521",
+    TAN: "Tan and Le 2019, EfficientNet, arXiv:1905.11946",
 }
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .factory import register_model
-from .papers import ALOM, CHEN, CICEK, HE, HU, OKTAY, RONNEBERGER, WOO, ZHOU
+from .papers import ALOM, CHEN, CICEK, HE, HU, OKTAY, RONNEBERGER, TAN, WOO, ZHOU
 from .unet import UNet
 from .unetpp import UNetPlusPlus
 
@@ -79,6 +79,18 @@ def unet3d():
 def unet_resnet34():
     """U-Net decoder on a ResNet-34 encoder."""
     return dict(TIMM, encoder="resnet34")
+
+
+@register_model(UNet, paper=f"{RONNEBERGER}, {TAN}")
+def unet_efficientnet_lite0():
+    """U-Net decoder on an EfficientNet-Lite0 encoder, whose ImageNet weights install offline."""
+    return dict(TIMM, encoder="efficientnet_lite0")
+
+
+@register_model(UNet, paper=f"{OKTAY}, {TAN}")
+def attn_unet_efficientnet_lite0():
+    """Attention U-Net decoder on an EfficientNet-Lite0 encoder (ImageNet weights install offline)."""
+    return dict(TIMM, encoder="efficientnet_lite0", **ATTENTION)
 
 
 @register_model(UNet, paper=f"{RONNEBERGER}, {HE}")
