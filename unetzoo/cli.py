@@ -246,6 +246,7 @@ def download(
     from huggingface_hub import snapshot_download
 
     from .hub import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, resolve_files
+    from .network import check_hub
 
     if name_or_tag in list_pretrained() or name_or_tag in list_models():
         model, _, tag = name_or_tag.partition(".")
@@ -256,10 +257,11 @@ def download(
         _fail(f"{name_or_tag!r} is no weight tag, model name or repo id; see 'unetzoo list --pretrained'")
     files = [CONFIG_NAME, WEIGHTS_NAME, CARD_NAME]
     try:
+        check_hub()
         folder = Path(snapshot_download(repo_id, revision=revision, allow_patterns=files))
         resolve_files(folder, sha256=sha256)
     except Exception as exc:
-        _fail(f"download of {repo_id!r} failed: {type(exc).__name__}: {exc}")
+        _fail(f"download of {repo_id!r} failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
     if to is not None:  # copied from the cache, so this also works offline once cached
         to.mkdir(parents=True, exist_ok=True)
         for name in files:
@@ -284,7 +286,10 @@ def push(
         _fail(f"{directory}: not a loadable unetzoo model folder: {exc}")
     info = model.pretrained_info
     card = {k: info.get(k) for k in ("class_names", "dataset", "metrics", "preprocessing")}
-    url = push_to_hub(model, repo_id, private=private, **card)
+    try:
+        url = push_to_hub(model, repo_id, private=private, **card)
+    except Exception as exc:  # offline, no token, refused: one line, whatever huggingface_hub raised
+        _fail(f"push of {directory} to {repo_id!r} failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
     console.print(f"pushed {directory} to {repo_id}: {url}")
 
 

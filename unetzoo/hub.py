@@ -25,6 +25,7 @@ from torch import nn
 from . import __version__
 from .models import MODELS, create_model, model_spec
 from .models.papers import full_references
+from .network import HubUnreachableError, check_hub
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -260,6 +261,12 @@ def _hub_file(repo_id: str, filename: str, revision: str | None, **hub_kwargs: A
             f"loading {repo_id!r} from the Hugging Face Hub needs huggingface_hub: "
             "pip install 'unetzoo[hub]', or pass a local directory or file instead"
         ) from exc
+    unreachable: HubUnreachableError | None = None
+    if not hub_kwargs.get("local_files_only"):
+        try:
+            check_hub()
+        except HubUnreachableError as exc:  # the cache may still hold the file
+            unreachable, hub_kwargs = exc, {**hub_kwargs, "local_files_only": True}
     try:
         return Path(
             hf_hub_download(
@@ -269,9 +276,10 @@ def _hub_file(repo_id: str, filename: str, revision: str | None, **hub_kwargs: A
         )  # fmt: skip
     except (LocalEntryNotFoundError, OfflineModeIsEnabled, HfHubHTTPError, OSError) as exc:
         rev = f" at revision {revision}" if revision else ""
+        why = unreachable or exc
         raise WeightsUnavailableError(
             f"cannot get {filename!r} of Hugging Face repo {repo_id!r}{rev}: "
-            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}\n"
+            f"{type(why).__name__}: {str(why).splitlines()[0] if str(why) else ''}\n"
             "Provide it in one of three ways:\n"
             f"  1. a local directory with {CONFIG_NAME} and {WEIGHTS_NAME}: "
             "unetzoo.from_pretrained('/path/to/dir');\n"
@@ -416,6 +424,8 @@ def push_to_hub(
     Returns the commit URL.
     """
     from huggingface_hub import HfApi
+
+    check_hub()
 
     api = HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True)

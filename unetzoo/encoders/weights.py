@@ -101,9 +101,11 @@ def _timm_pretrained(encoder: str, tag: str, in_channels: int, out_indices: tupl
     import timm
 
     from ..hub import WeightsUnavailableError
+    from ..network import check_hub
 
     name = encoder if tag in ("imagenet", "default") else f"{encoder}.{tag}"
     try:
+        check_hub()  # timm's download would wait on a silent server for minutes
         return timm.create_model(
             name, pretrained=True, features_only=True, in_chans=in_channels, out_indices=out_indices
         )
