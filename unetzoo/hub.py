@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import sys
 import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
@@ -160,16 +162,29 @@ def model_card(config: Mapping[str, Any], parameters: int, repo_id: str | None =
     return "\n".join(lines) + "\n"
 
 
+def _default_mode(directory: bool = False) -> int:
+    """The permissions ``open``/``mkdir`` would give under the current umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return (0o777 if directory else 0o666) & ~umask
+
+
 def _atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, then rename: never a half-written file."""
+    """Write through a temporary file in the same folder, then rename: never a half-written file.
+    The file gets the permissions a plain ``open`` would give it (not ``mkstemp``'s 0600)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, _default_mode())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+_SAVED = (WEIGHTS_NAME, CONFIG_NAME, CARD_NAME)
+_STAGING, _OLD = ".tmp-", ".old-"
 
 
 def save_pretrained(
@@ -184,26 +199,98 @@ def save_pretrained(
 ) -> Path:
     """Write ``config.json``, ``model.safetensors`` and ``README.md`` into ``directory``.
 
-    Each file is written whole or not at all, so an interrupted save leaves the previous
-    files intact. Returns the directory.
+    The three files are written into a new folder beside ``directory``, which then takes its
+    place in one atomic exchange (Linux ``renameat2``; elsewhere two renames, undone by the
+    next save): a kill at any moment leaves the old model or the new one, never new weights
+    with an old config. Other files in ``directory`` are kept; temporary folders left by a
+    killed save are removed. Files get the usual permissions (``0o666`` less the umask).
+    Returns the directory.
     """
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    _clean_leftovers(directory)
     config = saved_config(
         model, class_names=class_names, preprocessing=preprocessing, dataset=dataset, metrics=metrics
     )
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     parameters = sum(p.numel() for p in model.parameters())
-    _atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(state, p, metadata={"format": "pt"}))
-    _atomic_write(
-        directory / CONFIG_NAME,
-        lambda p: Path(p).write_text(json.dumps(config, indent=2) + "\n"),
-    )
-    _atomic_write(
-        directory / CARD_NAME,
-        lambda p: Path(p).write_text(model_card(config, parameters, repo_id)),
-    )
+    staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}{_STAGING}"))
+    try:
+        os.chmod(staging, _default_mode(directory=True))
+        save_file(state, str(staging / WEIGHTS_NAME), metadata={"format": "pt"})
+        (staging / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+        (staging / CARD_NAME).write_text(model_card(config, parameters, repo_id))
+        for name in _SAVED:
+            os.chmod(staging / name, _default_mode())
+        if directory.is_dir():
+            for extra in directory.iterdir():  # the user's own files stay with the model
+                if extra.name not in _SAVED and not extra.name.startswith("."):
+                    _link_or_copy(extra, staging / extra.name)
+        _swap_into_place(staging, directory)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
     return directory
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    if src.is_dir():
+        shutil.copytree(src, dst, symlinks=True)
+        return
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _swap_into_place(new: Path, target: Path) -> None:
+    """Make ``new`` the folder at ``target``; afterwards ``new``'s path holds the old folder (or nothing)."""
+    if not target.exists():
+        os.rename(new, target)
+        return
+    if not target.is_dir():
+        raise NotADirectoryError(f"{target}: exists and is not a folder")
+    if _exchange(new, target):
+        shutil.rmtree(new, ignore_errors=True)  # now the old folder
+        return
+    old = target.with_name(f".{target.name}{_OLD}{os.getpid()}")
+    os.rename(target, old)
+    os.rename(new, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``); ``False`` where unavailable."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    done = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
+    return done == 0
+
+
+def _clean_leftovers(directory: Path) -> None:
+    """Remove what a killed save left: staging folders beside ``directory``, temporary files in it;
+    an old folder that never got its replacement is put back first."""
+    parent = directory.parent
+    if not parent.is_dir():
+        return
+    for path in parent.glob(f".{directory.name}{_OLD}*"):
+        if not directory.exists():
+            os.rename(path, directory)  # killed between the two renames: the old model returns
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+    for path in parent.glob(f".{directory.name}{_STAGING}*"):
+        shutil.rmtree(path, ignore_errors=True)
+    if directory.is_dir():
+        for path in directory.glob(".*.tmp"):
+            path.unlink(missing_ok=True)
 
 
 # ----------------------------------------------------------------------------- loading
