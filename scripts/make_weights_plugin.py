@@ -6,7 +6,7 @@
 writes ``plugins/<package>/`` holding the model folder (``model.safetensors``, ``config.json``,
 ``README.md``) as package data, and a module whose ``WEIGHTS`` list the ``unetzoo.weights``
 entry point registers: the tag, the folder inside the installed package, and the sha256 of
-the weights file. After ``pip install plugins/<package>``, ``create_model(ARCH,
+the weights file and of config.json. After ``pip install plugins/<package>``, ``create_model(ARCH,
 pretrained=TAG)``, ``unetzoo predict TAG ...`` and ``torch.hub.load(checkout, ARCH,
 pretrained=TAG, source="local")`` load it from the installed files.
 
@@ -50,7 +50,8 @@ dependencies = ["unetzoo"]
 MODULE = '''"""{description}
 
 The weights ship inside this package; the ``unetzoo.weights`` entry point registers them as
-``{tag}``, with the sha256 that unetzoo checks before loading them.
+``{tag}``, with the sha256 of the weights and of config.json that unetzoo checks before
+loading them.
 """
 
 from pathlib import Path
@@ -65,6 +66,7 @@ WEIGHTS = [
         repo_id=str(FOLDER),
         revision="",
         sha256="{sha256}",
+        config_sha256="{config_sha256}",
         default={default},
         dataset="{dataset}",
         description="{description}",
@@ -122,6 +124,7 @@ def main() -> None:
     sha = sha256_of(data / "model.safetensors")
     (root / "src" / module / "__init__.py").write_text(MODULE.format(
         description=description, tag=args.tag, folder=name, sha256=sha, default=args.default,
+        config_sha256=sha256_of(data / "config.json"),
         dataset=args.dataset, metrics=repr(metrics)))  # fmt: skip
     (root / "pyproject.toml").write_text(PYPROJECT.format(
         package=args.package, version=args.version, description=description, name=name, module=module,

@@ -250,16 +250,16 @@ def download(
 
     if name_or_tag in list_pretrained() or name_or_tag in list_models():
         model, _, tag = name_or_tag.partition(".")
-        repo_id, revision, sha256 = resolve_pretrained(model, tag or True)
+        repo_id, revision, sha256, config_sha256 = resolve_pretrained(model, tag or True)
     elif name_or_tag.count("/") == 1:
-        repo_id, revision, sha256 = name_or_tag, None, None
+        repo_id, revision, sha256, config_sha256 = name_or_tag, None, None, None
     else:
         _fail(f"{name_or_tag!r} is no weight tag, model name or repo id; see 'unetzoo list --pretrained'")
     files = [CONFIG_NAME, WEIGHTS_NAME, CARD_NAME]
     try:
         check_hub()
         folder = Path(snapshot_download(repo_id, revision=revision, allow_patterns=files))
-        resolve_files(folder, sha256=sha256)
+        resolve_files(folder, sha256=sha256, config_sha256=config_sha256)
     except Exception as exc:
         _fail(f"download of {repo_id!r} failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
     if to is not None:  # copied from the cache, so this also works offline once cached

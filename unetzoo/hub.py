@@ -32,6 +32,9 @@ from .network import HubUnreachableError, check_hub
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
+# Arguments of the loading functions: never accepted from a config.json's "args".
+LOADER_ONLY = frozenset({"pretrained", "revision", "sha256", "config_sha256", "cache_dir", "token",
+                         "local_files_only"})  # fmt: skip
 LEGACY_WEIGHTS = ("pytorch_model.bin", "model.pth", "model.pt")
 
 
@@ -382,11 +385,13 @@ def resolve_files(
     *,
     revision: str | None = None,
     sha256: str | None = None,
+    config_sha256: str | None = None,
     **hub_kwargs: Any,
 ) -> tuple[dict[str, Any] | None, Path]:
     """``(config or None, weights path)`` for a local directory, a local file or a Hub repo id.
 
-    With ``sha256`` the weights file must have that digest, else :class:`ChecksumError`.
+    With ``sha256`` the weights file must have that digest, with ``config_sha256`` the
+    ``config.json`` (which must then exist), else :class:`ChecksumError`.
     """
     path = Path(source)
     config_path: Path | None
@@ -415,6 +420,15 @@ def resolve_files(
             raise ChecksumError(
                 f"{weights}: sha256 {actual} differs from the published {sha256}; the file is "
                 "corrupt or not the published one. Delete it (or the cache entry) and download again."
+            )
+    if config_sha256 is not None:
+        if config_path is None:
+            raise ChecksumError(f"{source}: the published weights pin a {CONFIG_NAME}, and there is none")
+        actual = sha256_of(config_path)
+        if actual != config_sha256:
+            raise ChecksumError(
+                f"{config_path}: sha256 {actual} differs from the published {config_sha256}; the "
+                "architecture or arguments are not the published ones. Delete it and download again."
             )
     config = None
     if config_path is not None:
@@ -463,6 +477,7 @@ def from_pretrained(
     *,
     revision: str | None = None,
     sha256: str | None = None,
+    config_sha256: str | None = None,
     architecture: str | None = None,
     **overrides: Any,
 ) -> nn.Module:
@@ -475,7 +490,8 @@ def from_pretrained(
     class names, dataset, metrics).
     """
     hub_kwargs = {k: overrides.pop(k) for k in ("cache_dir", "token", "local_files_only") if k in overrides}
-    config, weights = resolve_files(source, revision=revision, sha256=sha256, **hub_kwargs)
+    config, weights = resolve_files(source, revision=revision, sha256=sha256, config_sha256=config_sha256,
+                                    **hub_kwargs)  # fmt: skip
     if config is None:
         if architecture is None:
             raise ValueError(
@@ -485,7 +501,12 @@ def from_pretrained(
         config = {"architecture": architecture, "args": {}}
     if architecture is not None and config["architecture"] != architecture:
         raise ValueError(f"{source} holds a {config['architecture']!r} model, not {architecture!r}")
-    args = {**config.get("args", {}), **overrides}
+    saved_args = config.get("args", {})
+    refused = sorted(set(saved_args) & LOADER_ONLY) if isinstance(saved_args, Mapping) else []
+    if refused:  # a config must not send the loader elsewhere (another repo, a recursion)
+        raise ValueError(f"{source}: {CONFIG_NAME} 'args' holds {refused[0]!r}, an argument of the loader, "
+                         "not of the architecture; a saved model's config may not name other weights")  # fmt: skip
+    args = {**saved_args, **overrides}
     if "encoder_weights" in args:  # the saved weights hold the encoder: never load it again
         args["encoder_weights"] = None
     model = create_model(config["architecture"], **args)

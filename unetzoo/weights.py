@@ -36,6 +36,7 @@ class PretrainedWeights:
     revision: str
     sha256: str
     default: bool = False
+    config_sha256: str = ""  # of config.json: pins the architecture and arguments too
     dataset: str = ""
     description: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
@@ -103,8 +104,8 @@ def get_weights(tag: str) -> PretrainedWeights:
     return WEIGHTS.get(tag)
 
 
-def resolve_pretrained(model: str, pretrained: Any) -> tuple[str, str | None, str | None]:
-    """``(source, revision, sha256)`` for ``create_model(model, pretrained=...)``.
+def resolve_pretrained(model: str, pretrained: Any) -> tuple[str, str | None, str | None, str | None]:
+    """``(source, revision, sha256, config_sha256)`` for ``create_model(model, pretrained=...)``.
 
     ``True`` is the model's default tag; a string is a tag name (``"kvasir"``), a full tag
     (``"attn_r2unet_resnet34.kvasir"``), a local directory or file, or a Hub repo id.
@@ -126,7 +127,7 @@ def resolve_pretrained(model: str, pretrained: Any) -> tuple[str, str | None, st
             if text in WEIGHTS:
                 raise ValueError(f"weights {text!r} are for {get_weights(text).model!r}, not {model!r}")
             if Path(text).exists() or text.count("/") == 1:
-                return text, None, None
+                return text, None, None, None
             raise FileNotFoundError(
                 f"pretrained={text!r} is not a tag of {model!r} ({', '.join(tags) or 'none'}), "
                 "nor an existing local path or a Hub repo id 'org/name'"
@@ -134,4 +135,4 @@ def resolve_pretrained(model: str, pretrained: Any) -> tuple[str, str | None, st
     else:
         raise TypeError(f"pretrained must be True, a tag, a path or a repo id; got {pretrained!r}")
     w = get_weights(tag)
-    return w.repo_id, w.revision, w.sha256
+    return w.repo_id, w.revision, w.sha256, w.config_sha256 or None

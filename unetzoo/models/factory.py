@@ -91,8 +91,9 @@ def create_model(name: str, pretrained: Any = False, **overrides: Any) -> nn.Mod
         from ..hub import from_pretrained
         from ..weights import resolve_pretrained
 
-        source, revision, sha256 = resolve_pretrained(name, pretrained)
-        return from_pretrained(source, revision=revision, sha256=sha256, architecture=name, **overrides)
+        source, revision, sha256, config_sha256 = resolve_pretrained(name, pretrained)
+        return from_pretrained(source, revision=revision, sha256=sha256, config_sha256=config_sha256,
+                               architecture=name, **overrides)  # fmt: skip
     obj = MODELS.get(name)
     model = obj.build(**overrides) if isinstance(obj, ModelSpec) else obj(**overrides)
     args = getattr(model, "config", None)
