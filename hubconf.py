@@ -11,7 +11,8 @@ dependencies = ["torch", "timm"]
 
 
 def _entry_points():
-    from unetzoo.models import MODELS, create_model, model_spec
+    from unetzoo.hub import create_model
+    from unetzoo.models import MODELS, model_spec
 
     def make(name):
         def entry(**kwargs):

@@ -100,7 +100,7 @@ def test_a_failed_save_keeps_the_previous_files(tmp_path: Path, monkeypatch: pyt
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr("unetzoo.hub.save_file", broken)
+    monkeypatch.setattr("unetzoo.models.saving.save_file", broken)
     with pytest.raises(OSError, match="disk full"):
         unetzoo.create_model("unet", **TINY).save_pretrained(tmp_path)
     assert {n: (tmp_path / n).read_bytes() for n in FILES} == before

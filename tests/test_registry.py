@@ -17,11 +17,8 @@ def fake_entry_points(monkeypatch: pytest.MonkeyPatch, group: str, entries: dict
 def test_register_get_names_and_patterns() -> None:
     reg = Registry("widget")
     reg.add("alpha", 1)
-    reg.register("beta_two")(2)
-
-    @reg.register()
-    def gamma():
-        return 3
+    reg.add("beta_two", 2)
+    reg.add("gamma", 3)
 
     assert reg.names() == ["alpha", "beta_two", "gamma"]
     assert reg.names("*a") == ["alpha", "gamma"]

@@ -16,7 +16,7 @@ import torch
 
 import unetzoo
 from tests.conftest import REPO
-from unetzoo import hub
+from unetzoo import checkpoint
 
 TINY = dict(encoder_channels=[4, 8, 8, 16], bottleneck_channels=16, decoder_channels=[8, 8, 8, 4])
 
@@ -47,7 +47,7 @@ def test_leftovers_of_a_killed_save_are_cleaned_and_an_orphaned_old_folder_retur
     assert not list(folder.glob(".*"))
     # killed between the two renames of the portable path: only the old folder exists
     os.rename(folder, tmp_path / ".m.old-123")
-    hub._clean_leftovers(folder)
+    checkpoint._clean_leftovers(folder)
     assert unetzoo.from_pretrained(folder).config["classes"] == 1
 
 

@@ -1,15 +1,13 @@
 """unetzoo: U-Net variants for 2D and 3D semantic segmentation, reachable by name."""
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .export import export  # the function: ``unetzoo.export(model, "model.onnx")``
-from .hub import from_pretrained, push_to_hub, save_pretrained
+from .hub import create_model, from_pretrained, push_to_hub, save_pretrained
 from .losses import create_loss, list_losses
 from .models import (
     SegmentationModel,
     UNet,
     UNetPlusPlus,
-    create_model,
     list_models,
     register_model,
 )

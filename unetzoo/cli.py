@@ -11,7 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__
+from ._version import __version__
+from .checkpoint import is_repo_id
 from .models import list_models
 from .models.papers import full_references
 from .registry import UnknownNameError
@@ -251,7 +252,7 @@ def download(
     if name_or_tag in list_pretrained() or name_or_tag in list_models():
         model, _, tag = name_or_tag.partition(".")
         repo_id, revision, sha256, config_sha256 = resolve_pretrained(model, tag or True)
-    elif name_or_tag.count("/") == 1:
+    elif is_repo_id(name_or_tag):
         repo_id, revision, sha256, config_sha256 = name_or_tag, None, None, None
     else:
         _fail(f"{name_or_tag!r} is no weight tag, model name or repo id; see 'unetzoo list --pretrained'")

@@ -16,11 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checkpoint import is_repo_id
 from .data import DataError, SegmentationDataset, open_dataset
 from .data.augment import build_transform
 from .data.loader import TorchDataset
 from .data.splits import load_split
-from .hub import from_pretrained, model_preprocessing
+from .hub import create_model, from_pretrained, model_preprocessing
 from .inference import inference_model, predict
 from .metrics import (
     average_precision_from_pairs,
@@ -31,7 +32,6 @@ from .metrics import (
     roc_auc_from_pairs,
     scores,
 )
-from .models import create_model
 from .weights import list_pretrained
 
 THRESHOLD_GRID = tuple(round(0.05 * i, 2) for i in range(1, 20))
@@ -61,7 +61,7 @@ def load_source(text: str) -> Source:
     if text in list_pretrained():
         arch, _, tag = text.partition(".")
         return Source(create_model(arch, pretrained=tag).eval())
-    if path.exists() or text.count("/") == 1:
+    if path.exists() or is_repo_id(text):
         return Source(from_pretrained(text))
     raise EvaluationError(f"{text}: not a run folder, a saved model, a weight tag or a Hub repo id")
 

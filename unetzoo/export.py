@@ -25,6 +25,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from .checkpoint import atomic_write
+
 FORMATS = ("onnx", "exported", "torchscript")
 
 
@@ -94,8 +96,8 @@ def example_input(model: nn.Module, size: Sequence[int] | None = None, batch: in
 
 def metadata(model: nn.Module) -> dict[str, str]:
     """The string key/values written into an ONNX file's ``metadata_props``."""
-    from . import __version__
-    from .hub import default_preprocessing
+    from ._version import __version__
+    from .models.saving import default_preprocessing
 
     config = dict(getattr(model, "config", {}) or {})
     info = getattr(model, "pretrained_info", {}) or {}
@@ -156,7 +158,7 @@ def _export_onnx(model: nn.Module, out: Path, example: Tensor, opset: int, dynam
     for key, value in metadata(model).items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
-    _atomic(out, lambda tmp: onnx.save(proto, tmp))
+    atomic_write(out, lambda tmp: onnx.save(proto, tmp), suffix=out.suffix)
 
 
 def _onnx_reason(model: nn.Module, err: Exception) -> str:
@@ -193,7 +195,7 @@ def _export_program(model: nn.Module, out: Path, example: Tensor, dynamic: bool)
             raise ExportError(
                 f"torch.export of {type(model).__name__} failed: {_first_line(str(err))}"
             ) from err
-    _atomic(out, lambda tmp: torch.export.save(program, tmp), ".pt2")
+    atomic_write(out, lambda tmp: torch.export.save(program, tmp), suffix=".pt2")
 
 
 def _export_torchscript(model: nn.Module, out: Path) -> None:
@@ -202,7 +204,7 @@ def _export_torchscript(model: nn.Module, out: Path) -> None:
     except Exception as err:
         where = _unscriptable(model) or type(model).__name__
         raise ExportError(f"torch.jit.script failed in {where}: {_first_line(str(err))}") from err
-    _atomic(out, lambda tmp: torch.jit.save(scripted, tmp))
+    atomic_write(out, lambda tmp: torch.jit.save(scripted, tmp), suffix=out.suffix)
 
 
 def _script(module: nn.Module) -> Any:
@@ -231,14 +233,3 @@ def _first_line(message: str) -> str:
         return "no message"
     where = next((line for line in lines[1:] if line.startswith("File ")), "")
     return f"{lines[0]} {where}".strip()
-
-
-def _atomic(path: Path, write: Any, suffix: str = "") -> None:
-    """Write through a temporary file beside ``path`` (ending in ``suffix``), then rename it over ``path``."""
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{suffix or path.suffix}")
-    try:
-        write(str(tmp))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()

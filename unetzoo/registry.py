@@ -11,8 +11,8 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import warnings
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
@@ -24,7 +24,6 @@ class Entry:
     name: str
     obj: Any
     source: str = "unetzoo"
-    meta: dict[str, Any] = field(default_factory=dict)
 
 
 class UnknownNameError(KeyError):
@@ -44,16 +43,7 @@ class Registry:
         self._plugins_loaded = group is None
         self.plugin_errors: dict[str, str] = {}
 
-    def register(self, name: str | None = None, **meta: Any) -> Callable[[Any], Any]:
-        """Decorator registering a function or class under ``name`` (default: its ``__name__``)."""
-
-        def wrap(obj: Any) -> Any:
-            self.add(name or obj.__name__, obj, **meta)
-            return obj
-
-        return wrap
-
-    def add(self, name: str, obj: Any, *, source: str = "unetzoo", **meta: Any) -> None:
+    def add(self, name: str, obj: Any, *, source: str = "unetzoo") -> None:
         """Register ``obj`` as ``name``; a name taken already raises a ``ValueError`` naming both."""
         if name in self._entries:
             other = self._entries[name]
@@ -61,7 +51,7 @@ class Registry:
                 f"{self.kind} {name!r} from {source} clashes with the {self.kind} of the same "
                 f"name from {other.source}; rename one of them"
             )
-        self._entries[name] = Entry(name, obj, source, dict(meta))
+        self._entries[name] = Entry(name, obj, source)
 
     def entry(self, name: str) -> Entry:
         """The :class:`Entry` for ``name``; unknown names raise :class:`UnknownNameError`."""

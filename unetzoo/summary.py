@@ -45,7 +45,7 @@ def summarize(name: str, **overrides: Any) -> ModelSummary:
         name=name,
         dims=dims,
         parameters=sum(p.numel() for p in model.parameters()),
-        paper=spec.paper if spec else entry.meta.get("paper", ""),
+        paper=spec.paper if spec else "",
         description=(spec.doc if spec else (entry.obj.__doc__ or "")).strip().split("\n")[0],
         source=entry.source,
         config=config,

@@ -7,11 +7,12 @@ ids) and writes a PNG through a temporary file with matplotlib's Agg backend.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from .checkpoint import atomic_write
 
 # A fixed palette: class 1 red, 2 green, 3 blue, ... (class 0, background, is not drawn).
 PALETTE = np.array([[0, 0, 0], [230, 40, 40], [40, 200, 60], [50, 110, 240], [240, 200, 30],
@@ -40,9 +41,7 @@ def _pyplot():
 def _save(fig, path: Path) -> None:
     """Save through a temporary file so a crash never leaves a half-written picture."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format="png", dpi=100)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
 
 
 def display_image(image: np.ndarray) -> np.ndarray:

@@ -22,6 +22,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from .checkpoint import is_repo_id
 from .registry import Registry
 
 TABLE_ENV = "UNETZOO_WEIGHTS_TABLE"
@@ -126,7 +127,7 @@ def resolve_pretrained(model: str, pretrained: Any) -> tuple[str, str | None, st
         if tag is None:
             if text in WEIGHTS:
                 raise ValueError(f"weights {text!r} are for {get_weights(text).model!r}, not {model!r}")
-            if Path(text).exists() or text.count("/") == 1:
+            if Path(text).exists() or is_repo_id(text):
                 return text, None, None, None
             raise FileNotFoundError(
                 f"pretrained={text!r} is not a tag of {model!r} ({', '.join(tags) or 'none'}), "

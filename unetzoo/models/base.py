@@ -10,6 +10,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from . import saving
+
 
 class SegmentationModel(nn.Module):
     """Base of the assemblers.
@@ -38,17 +40,13 @@ class SegmentationModel(nn.Module):
     def save_pretrained(self, directory, **card) -> Any:
         """Write ``config.json``, ``model.safetensors`` and a ``README.md`` card.
 
-        See :func:`unetzoo.hub.save_pretrained` for the card's keyword arguments.
+        See :func:`unetzoo.models.saving.save_pretrained` for the card's keyword arguments.
         """
-        from ..hub import save_pretrained
-
-        return save_pretrained(self, directory, **card)
+        return saving.save_pretrained(self, directory, **card)
 
     def push_to_hub(self, repo_id: str, **kwargs) -> str:
-        """Publish the three files to a Hub repo; see :func:`unetzoo.hub.push_to_hub`."""
-        from ..hub import push_to_hub
-
-        return push_to_hub(self, repo_id, **kwargs)
+        """Publish the three files to a Hub repo; see :func:`unetzoo.models.saving.push_to_hub`."""
+        return saving.push_to_hub(self, repo_id, **kwargs)
 
     def freeze_encoder(self, freeze: bool = True) -> None:
         """Freeze (or unfreeze) the encoder: no gradients, and kept in eval mode.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
@@ -24,7 +24,6 @@ class ModelSpec:
     defaults: dict[str, Any]
     paper: str = ""
     doc: str = ""
-    meta: dict[str, Any] = field(default_factory=dict)
 
     def build(self, **overrides: Any) -> nn.Module:
         """The assembler called with the defaults updated by ``overrides``."""
@@ -78,22 +77,19 @@ def model_spec(name: str) -> ModelSpec | None:
     return obj if isinstance(obj, ModelSpec) else None
 
 
-def create_model(name: str, pretrained: Any = False, **overrides: Any) -> nn.Module:
-    """Build the registered model ``name``; keyword ``overrides`` replace its defaults.
+def create_model(name: str, **overrides: Any) -> nn.Module:
+    """Build a fresh registered model ``name``; keyword ``overrides`` replace its defaults.
 
-    ``pretrained``: ``True`` loads the model's default published weights, a string a named
-    tag (``"kvasir"``), a local directory or file, or a Hub repo id (see
-    :mod:`unetzoo.weights`). The returned module carries ``config``:
-    ``{"architecture": name, ...}`` with every argument that rebuilds it.
-    Unknown names raise :class:`unetzoo.registry.UnknownNameError` listing the closest names.
+    The returned module carries ``config``: ``{"architecture": name, ...}`` with every
+    argument that rebuilds it. Unknown names raise :class:`unetzoo.registry.UnknownNameError`
+    listing the closest names. Weights are a floor above: ``unetzoo.create_model(name,
+    pretrained=...)`` (:func:`unetzoo.hub.create_model`).
     """
-    if pretrained is not False and pretrained is not None:
-        from ..hub import from_pretrained
-        from ..weights import resolve_pretrained
-
-        source, revision, sha256, config_sha256 = resolve_pretrained(name, pretrained)
-        return from_pretrained(source, revision=revision, sha256=sha256, config_sha256=config_sha256,
-                               architecture=name, **overrides)  # fmt: skip
+    if "pretrained" in overrides:
+        raise TypeError(
+            f"unetzoo.models.create_model builds fresh models and takes no 'pretrained'; "
+            f"use unetzoo.create_model({name!r}, pretrained=...) to load weights"
+        )
     obj = MODELS.get(name)
     model = obj.build(**overrides) if isinstance(obj, ModelSpec) else obj(**overrides)
     args = getattr(model, "config", None)

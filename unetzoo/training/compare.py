@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..checkpoint import atomic_write
 from .config import ConfigError, FinetuneConfig
 from .run_folder import RunFolder
 
@@ -221,6 +222,4 @@ def _md_cell(value: Any) -> str:
 
 
 def _atomic_text(path: Path, text: str) -> None:
-    from ..hub import _atomic_write
-
-    _atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))

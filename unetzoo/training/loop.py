@@ -23,7 +23,7 @@ import torch
 from safetensors import SafetensorError
 from torch import nn
 
-from .. import __version__
+from .._version import __version__
 from ..data import DataError
 from ..data.loader import mix_seed
 from ..data.splits import save_split

@@ -10,10 +10,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..checkpoint import is_repo_id
 from ..data import SegmentationDataset
-from ..hub import from_pretrained
+from ..hub import create_model, from_pretrained
 from ..losses import DeepSupervisionLoss, create_loss
-from ..models import create_model, list_models
+from ..models import list_models
 from ..weights import list_pretrained
 from .config import RESUMABLE_CHANGES, ConfigError, FinetuneConfig, read_yaml
 from .run_folder import RunFolder, RunFolderError
@@ -106,7 +107,7 @@ def build_model(config: FinetuneConfig, spatial_dims: int, classes: int, in_chan
         if name in list_pretrained():
             arch, _, tag = name.partition(".")
             return create_model(arch, pretrained=tag, **overrides)
-        if Path(name).exists() or name.count("/") == 1:
+        if Path(name).exists() or is_repo_id(name):
             overrides.pop("encoder_weights", None)
             return from_pretrained(name, **overrides)
         return create_model(name, **overrides)  # raises UnknownNameError with the closest names
