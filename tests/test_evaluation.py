@@ -108,3 +108,38 @@ def test_window_is_rounded_to_the_stride_and_class_mismatch_refused(trained, tmp
     mismatch = evaluate(tmp_path / "three", data, "--split", "all")
     assert mismatch.exit_code == 2 and "the dataset has 2 classes (background, foreground), the model 3" in " ".join(
         mismatch.output.split())  # fmt: skip
+
+
+def test_a_saved_model_carries_its_clahe_and_size_to_evaluate(kvasir: Path, tmp_path: Path) -> None:
+    """A model trained on CLAHE images (and resized inputs) is evaluated the same way from its
+    folder alone, as a shipped weight tag is: the logged validation Dice comes back."""
+    import json
+
+    import unetzoo
+    from tests.training_utils import TINY_UNET, invoke, read_metrics
+    from unetzoo.evaluation import evaluate, load_source, training_size
+
+    run = tmp_path / "run"
+    result = invoke("unet", kvasir, "--out", run, *TINY_UNET, "--crop", "64x64", "--clahe", "--batch-size", "2",
+                    "--workers", "0", "--mixed-precision", "no", "--quiet", "--max-steps", "12", "--samples", "0",
+                    "--lr", "0.01")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    prep = json.loads((run / "best" / "config.json").read_text())["preprocessing"]
+    assert prep["clahe"] is True and prep.get("input_size") is None
+    alone = load_source(str(run / "best"))  # no run options: only what the folder says
+    ev = evaluate(alone, kvasir, split=str(run / "split.json"))
+    logged = float(read_metrics(run)[-1]["val_dice"])
+    assert ev.global_scores["dice"] == pytest.approx(logged, abs=1e-4)
+    config = json.loads((run / "best" / "config.json").read_text())
+    config["preprocessing"]["clahe"] = False
+    (run / "best" / "config.json").write_text(json.dumps(config))
+    without = evaluate(load_source(str(run / "best")), kvasir, split=str(run / "split.json"))
+    # without CLAHE the same weights see other inputs: other probabilities
+    assert without.global_scores["auc"] != pytest.approx(ev.global_scores["auc"], abs=1e-6)
+
+    sized = tmp_path / "sized"
+    result = invoke("unet", kvasir, "--out", sized, *TINY_UNET, "--size", "32x48", "--batch-size", "2",
+                    "--workers", "0", "--mixed-precision", "no", "--quiet", "--max-steps", "1", "--samples", "0")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert training_size(load_source(str(sized / "best"))) == (32, 48)
+    assert unetzoo.from_pretrained(sized / "best").pretrained_info["preprocessing"]["input_size"] == [32, 48]

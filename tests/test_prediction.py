@@ -186,3 +186,18 @@ def test_predict_command_reports_unreadable_files_and_exits_1(binary: Source, tm
         "img0.png", "img0_overlay.png", "img1.png", "img1_overlay.png"]  # fmt: skip
     refused = CliRunner().invoke(app, ["predict", model, str(tmp_path / "in"), "--out", str(tmp_path / "in")])
     assert refused.exit_code == 2 and "Traceback" not in refused.output
+
+
+def test_normalise_image_repeats_the_training_pipeline_clahe_included(shared: Path) -> None:
+    from unetzoo.data.augment import build_transform
+    from unetzoo.data.io import read_image
+    from unetzoo.prediction import normalise_image
+
+    path = shared / "datasets" / "DRIVE" / "test" / "images" / "01_test.tif"
+    image = read_image(path)
+    for clahe in (False, True):
+        prep = {"scale": 1 / 255, "mean": [0.5, 0.4, 0.3], "std": [0.2, 0.25, 0.3], "clahe": clahe}
+        ours = normalise_image(image, prep, 3, path)
+        training = build_transform("none", preprocessing=prep)(image=image)["image"]
+        np.testing.assert_allclose(ours.numpy(), np.moveaxis(training, -1, 0), atol=1e-5)
+    assert not torch.allclose(normalise_image(image, {**prep, "clahe": False}, 3, path), ours)

@@ -196,9 +196,11 @@ def evaluate(
 
 
 def training_size(source: Source) -> tuple[int, ...] | None:
+    """The size a model was trained at: the run's ``--size``, else the saved ``input_size``."""
     size = source.options.get("size")
     if not size:
-        return None
+        saved = model_preprocessing(source.model).get("input_size")
+        return tuple(int(v) for v in saved) if saved else None
     dims = tuple(int(v) for v in str(size).lower().split("x"))
     spatial = int(source.model.config.get("spatial_dims", 2))
     return dims * spatial if len(dims) == 1 else dims

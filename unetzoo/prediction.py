@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from . import viz
+from .data.augment import clahe_transform
 from .data.base import natural_key
 from .data.io import DataError, is_image, is_volume, read_image, stem
 from .evaluation import Source, probabilities_of, training_size
@@ -83,12 +84,17 @@ def output_names(files: Sequence[Path], out: Path) -> dict[Path, str]:
 
 def normalise_image(image: np.ndarray, prep: dict[str, Any], channels: int, path: Path) -> torch.Tensor:
     """An ``H×W×C`` image as the model's ``(C, H, W)`` float input: ``x * scale``, then
-    ``(x - mean) / std`` per channel. An alpha channel is dropped; other channel counts that
-    differ from the model's are a :class:`DataError`."""
+    ``(x - mean) / std`` per channel, after CLAHE when the model was trained with it
+    (``prep["clahe"]``). An alpha channel is dropped; other channel counts that differ from
+    the model's are a :class:`DataError`."""
     if image.shape[-1] == channels + 1 and channels in (1, 3):
         image = image[..., :channels]  # alpha
     if image.shape[-1] != channels:
         raise DataError(f"{path}: has {image.shape[-1]} channels, the model takes {channels}")
+    if prep.get("clahe"):  # as the training pipeline applied it (unetzoo.data.augment.build_transform)
+        if image.dtype != np.uint8:
+            raise DataError(f"{path}: a {image.dtype} image; the model was trained with CLAHE, which takes 8-bit images")
+        image = clahe_transform()(image=image)["image"]
     x = image.astype(np.float32) * float(prep.get("scale", 1 / 255))
     mean = np.asarray(prep.get("mean") or [0.0] * channels, dtype=np.float32)
     std = np.asarray(prep.get("std") or [1.0] * channels, dtype=np.float32)

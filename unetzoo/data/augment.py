@@ -174,6 +174,13 @@ def _check(name: str) -> str:
     return name
 
 
+def clahe_transform() -> A.CLAHE:
+    """Contrast-limited adaptive histogram equalisation as a fixed preprocessing step (clip
+    limit 2, 8×8 tiles; albumentations would otherwise draw the clip limit from 1–4 per call),
+    so that training, evaluation and prediction see the same image."""
+    return A.CLAHE(clip_limit=(2.0, 2.0), tile_grid_size=(8, 8), p=1.0)
+
+
 def build_transform(
     preset: str = "standard",
     *,
@@ -200,6 +207,7 @@ def build_transform(
     if preprocessing:
         mean, std = preprocessing.get("mean", mean), preprocessing.get("std", std)
         scale = preprocessing.get("scale", scale)
+        clahe = clahe or bool(preprocessing.get("clahe"))  # a model trained on CLAHE images
     steps: list = []
     if spatial_dims == 3:
         crop = None
@@ -214,7 +222,7 @@ def build_transform(
         geometry, intensity = preset_3d(preset)
         return VolumePipeline(A.Compose(steps + geometry), intensity, crop)
     if clahe:
-        steps.append(A.CLAHE(p=1.0))
+        steps.append(clahe_transform())
     steps += size_transforms(size, size_mode, foreground_prob)
     steps += preset_2d(preset)
     mean, std = (mean, std) if mean is not None and std is not None else (0.0, 1.0)

@@ -30,7 +30,7 @@ from ..data.splits import save_split
 from ..hub import model_preprocessing, save_pretrained
 from ..metrics import confusion_counts, scores
 from ..models import mask_logits
-from .config import ConfigError, FinetuneConfig, write_yaml
+from .config import ConfigError, FinetuneConfig, parse_size, write_yaml
 from .data import build_datasets, choose_split, epoch_order, make_loader, open_training_dataset
 from .optim import ModelEMA, build_optimizer, build_scheduler
 from .report import Reporter
@@ -136,6 +136,12 @@ class Trainer:
         self.labels = labels
         self.names = class_names(dataset, mode, classes)
         self.preprocessing = model_preprocessing(model)
+        # What images go through before the network, saved with the model so that evaluate,
+        # predict and a shipped weight tag repeat it: CLAHE, and the resize of --size (2D).
+        self.preprocessing["clahe"] = bool(config.clahe)
+        size = parse_size(config.size, "size") if config.size else None
+        if size is not None and dataset.spatial_dims == 2:
+            self.preprocessing["input_size"] = list(size * 2 if len(size) == 1 else size)
         self.plan = build_datasets(dataset, self.split, config, self.preprocessing, labels)
         if config.channels_last is None:
             config.channels_last = self.plan.spatial_dims == 2
