@@ -66,7 +66,7 @@ def main() -> None:
     test = evaluate(source, DRIVE / "test", split="all", roi=True, tta=chosen["tta"], threshold=chosen["threshold"])
     g = test.global_scores
     ours = {"f1": g["dice"], "sensitivity": g["recall"], "specificity": g["specificity"],
-            "accuracy": g["accuracy"], "roc_auc": g["roc_auc"], "iou": g["iou"], "precision": g["precision"]}  # fmt: skip
+            "accuracy": g["accuracy"], "roc_auc": g["auc"], "iou": g["iou"], "precision": g["precision"]}  # fmt: skip
     report = {
         "dataset": "DRIVE, official split: 20 training (16 train + 4 validation) / 20 test images, first observer",
         "protocol": "global (pixels of all test images pooled) within the field-of-view masks",

@@ -87,6 +87,8 @@ def main() -> None:
     parser.add_argument("--description", default="")
     parser.add_argument("--float16", action="store_true", help="store floating-point tensors as float16")
     parser.add_argument("--default", action="store_true", help="the architecture's default weights")
+    parser.add_argument("--preprocessing", action="append", default=[], metavar="KEY=JSON",
+                        help="set a preprocessing entry of the packaged config.json (e.g. clahe=true)")
     parser.add_argument("--version", default="1.0.0")
     parser.add_argument("--plugins-dir", type=Path, default=REPO / "plugins", help="where the package folder goes")
     args = parser.parse_args()
@@ -112,7 +114,10 @@ def main() -> None:
     size = (data / "model.safetensors").stat().st_size
     if size > MAX_BYTES:
         sys.exit(f"{data / 'model.safetensors'}: {size / 2**20:.1f} MiB, over 25 MiB; try --float16")
-    shutil.copyfile(folder / "config.json", data / "config.json")
+    for item in args.preprocessing:
+        key, _, value = item.partition("=")
+        config.setdefault("preprocessing", {})[key] = json.loads(value)
+    (data / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     card = (folder / "README.md").read_text() if (folder / "README.md").is_file() else f"# {args.tag}\n"
     if args.card:
         card += "\n" + args.card.read_text()

@@ -57,13 +57,31 @@ def load_source(text: str) -> Source:
         import yaml
 
         options = yaml.safe_load((path / "config.yaml").read_text()) or {}
-        return Source(from_pretrained(path / "best"), path, options)
+        model = from_pretrained(path / "best")
+        _preprocessing_from_run(model, options)
+        return Source(model, path, options)
     if text in list_pretrained():
         arch, _, tag = text.partition(".")
         return Source(create_model(arch, pretrained=tag).eval())
     if path.exists() or is_repo_id(text):
         return Source(from_pretrained(text))
     raise EvaluationError(f"{text}: not a run folder, a saved model, a weight tag or a Hub repo id")
+
+
+def _preprocessing_from_run(model: nn.Module, options: dict[str, Any]) -> None:
+    """A run's CLAHE and 2D ``--size`` in the model's preprocessing, where its saved folder
+    predates recording them."""
+    info = getattr(model, "pretrained_info", None)
+    if info is None:
+        return
+    prep = dict(info.get("preprocessing") or model_preprocessing(model))
+    if options.get("clahe") and "clahe" not in prep:
+        prep["clahe"] = True
+    size = options.get("size")
+    if size and not prep.get("input_size") and int(model.config.get("spatial_dims", 2)) == 2:
+        dims = [int(v) for v in str(size).lower().split("x")]
+        prep["input_size"] = dims * 2 if len(dims) == 1 else dims
+    info["preprocessing"] = prep
 
 
 def fit_window(model: nn.Module, window: tuple[int, ...] | None) -> tuple[tuple[int, ...] | None, str]:
