@@ -56,7 +56,7 @@ def silent_server():
 
 def run_with_endpoint(endpoint: str, code: str | None = None, argv: list[str] | None = None,
                       extra_env: dict | None = None) -> tuple[subprocess.CompletedProcess, float]:  # fmt: skip
-    env = {**os.environ, "HF_ENDPOINT": endpoint, "PYTHONPATH": str(REPO), "UNETZOO_HUB_TIMEOUT": "4",
+    env = {**os.environ, "HF_ENDPOINT": endpoint, "PYTHONPATH": str(REPO), "UNETZOO_HUB_TIMEOUT": "2",
            "HF_HUB_CACHE": os.environ.get("TEST_HF_CACHE", "/nonexistent-unetzoo-cache"), **(extra_env or {})}  # fmt: skip
     env.pop("HF_HUB_OFFLINE", None)
     command = [sys.executable, "-c", textwrap.dedent(code)] if code else [sys.executable, "-m", "unetzoo", *argv]
