@@ -195,6 +195,15 @@ def test_paired_volume_folders_and_tiff_stacks(tmp_path: Path) -> None:
     np.testing.assert_array_equal(stack[0].mask, lab)
 
 
+def test_volume_folders_open_from_a_relative_path(tmp_path: Path, monkeypatch) -> None:
+    vol = rng.integers(0, 255, (6, 16, 16), dtype=np.uint8)
+    nifti(tmp_path / "data" / "images" / "v.nii", vol)
+    nifti(tmp_path / "data" / "labels" / "v.nii", (vol > 128).astype(np.uint8))
+    monkeypatch.chdir(tmp_path)
+    ds = open_dataset("data")  # the image paths were joined to the relative root twice
+    assert ds.ids == ["v"] and ds[0].mask.sum() == (vol > 128).sum()
+
+
 # ----------------------------------------------------------------------------- bad data
 
 

@@ -372,9 +372,9 @@ class Volumes(SegmentationDataset):
             vols = [p for p in _all(root / images) if is_volume(p) or p.suffix.lower() in (".tif", ".tiff")]
             lab = {stem(p): p for p in _all(root / labels)}
             pairs = []
-            for v in vols:
+            for v in vols:  # paths relative to root, as a dataset.json gives them
                 if stem(v) in lab:
-                    pairs.append((str(v), str(lab[stem(v)])))
+                    pairs.append((str(v.relative_to(root)), str(lab[stem(v)].relative_to(root))))
                 else:
                     problems.append(Problem(stem(v), str(v), f"volume without a label in {root / labels}"))
         items = []
