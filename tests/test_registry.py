@@ -56,3 +56,23 @@ def test_plugin_clashing_with_builtin_is_an_error(monkeypatch: pytest.MonkeyPatc
     reg.add("builtin", 0)
     with pytest.raises(ValueError, match="widget 'builtin' from .*json:dumps.* clashes .* from unetzoo"):
         reg.names()
+
+
+def test_unknown_names_suggest_a_listing_call_that_exists() -> None:
+    import re
+
+    import unetzoo
+    from unetzoo.data import DATASETS
+    from unetzoo.encoders.weights import ENCODER_WEIGHTS
+    from unetzoo.losses import LOSSES
+    from unetzoo.models import MODELS
+    from unetzoo.weights import WEIGHTS
+
+    for registry in (MODELS, LOSSES, DATASETS, ENCODER_WEIGHTS, WEIGHTS):
+        with pytest.raises(UnknownNameError) as err:
+            registry.get("no-such-name")
+        call = re.search(r"See (unetzoo[\w.]*)\(\)", str(err.value)).group(1)
+        obj = unetzoo
+        for part in call.split(".")[1:]:
+            obj = getattr(obj, part)  # the suggested function exists and lists the names
+        assert obj() == registry.names()

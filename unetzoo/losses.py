@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from .registry import Registry
 
-LOSSES = Registry("loss", group="unetzoo.losses")
+LOSSES = Registry("loss", group="unetzoo.losses", listing="unetzoo.list_losses()")
 MODES = ("binary", "multiclass", "multilabel")
 
 

@@ -36,9 +36,11 @@ class UnknownNameError(KeyError):
 class Registry:
     """Names → objects for one kind of thing (``model``, ``dataset``, ``loss``)."""
 
-    def __init__(self, kind: str, group: str | None = None) -> None:
+    def __init__(self, kind: str, group: str | None = None, *, listing: str | None = None) -> None:
         self.kind = kind
         self.group = group
+        # the call that lists every name, as unknown-name errors suggest it
+        self.listing = listing or f"unetzoo.list_{kind}s()"
         self._entries: dict[str, Entry] = {}
         self._plugins_loaded = group is None
         self.plugin_errors: dict[str, str] = {}
@@ -63,7 +65,7 @@ class Registry:
             hint = f"; closest: {', '.join(close)}" if close else ""
             raise UnknownNameError(
                 f"unknown {self.kind} {name!r}{hint}. "
-                f"See unetzoo.list_{self.kind}s() for all {len(self._entries)} names."
+                f"See {self.listing} for all {len(self._entries)} names."
             ) from None
 
     def get(self, name: str) -> Any:

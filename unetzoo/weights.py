@@ -78,7 +78,7 @@ class _WeightsTable(Registry):
                     self.add(item.tag, item, source=table)
 
 
-WEIGHTS = _WeightsTable("weights", group="unetzoo.weights")
+WEIGHTS = _WeightsTable("weights", group="unetzoo.weights", listing="unetzoo.list_pretrained()")
 
 
 def read_table(path: str | os.PathLike) -> list[PretrainedWeights]:

@@ -11,7 +11,7 @@ from .base import SPLIT_NAMES, ConcatSplits, SegmentationDataset
 from .formats import IMAGE_DIRS, MASK_DIRS, ROI_DIRS, Contours, LabelMe, PairedFolders, SliceStack, Volumes
 from .io import DataError, is_volume
 
-DATASETS = Registry("dataset", group="unetzoo.datasets")
+DATASETS = Registry("dataset", group="unetzoo.datasets", listing="unetzoo.list_datasets()")
 for _cls in (PairedFolders, LabelMe, Contours, Volumes, SliceStack):
     DATASETS.add(_cls.format, _cls)
 
