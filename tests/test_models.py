@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 
 import pytest
 import torch
@@ -207,3 +208,30 @@ def test_unet_compiles_with_inductor() -> None:
     compiled = torch.compile(model, fullgraph=True)
     with torch.no_grad():
         torch.testing.assert_close(compiled(x), model(x), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        ({"classes": 0}, "classes=0; give a whole number >= 1"),
+        ({"in_channels": 0}, "in_channels=0"),
+        ({"classes": True}, "classes=True"),
+        ({"encoder_channels": []}, "encoder_channels=[]; give one or more widths"),
+        ({"decoder_channels": [64, 0, 16, 8]}, "decoder_channels=[64, 0, 16, 8]"),
+        ({"spatial_dims": 4}, "spatial_dims=4; give 2 or 3"),
+    ],
+)
+def test_bad_model_arguments_fail_when_the_model_is_built(overrides: dict, needle: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(needle)):
+        unetzoo.create_model("unet", **overrides)
+
+
+def test_info_with_bad_counts_is_one_line() -> None:
+    from typer.testing import CliRunner
+
+    from unetzoo.cli import app
+
+    for args in (["--classes", "-1"], ["--in-channels", "0"]):
+        result = CliRunner().invoke(app, ["info", "unet", *args])
+        assert result.exit_code == 2 and "Traceback" not in result.output
+        assert "give a whole number >= 1" in result.output and len(result.output.strip().splitlines()) == 1

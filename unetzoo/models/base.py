@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 import torch
@@ -28,6 +29,7 @@ class SegmentationModel(nn.Module):
     _encoder_frozen: bool = False
 
     def _setup(self, args: dict[str, Any]) -> None:
+        _check_arguments(type(self).__name__, args)
         self.config: dict[str, Any] = {
             k: list(v) if isinstance(v, tuple) else v
             for k, v in args.items()
@@ -150,3 +152,22 @@ def _map_tensors(out, fn):
     if isinstance(out, (list, tuple)):
         return type(out)(_map_tensors(o, fn) for o in out)
     return out
+
+
+def _check_arguments(name: str, args: dict[str, Any]) -> None:
+    """Refuse arguments that would only fail at the first forward pass (or never): counts
+    below 1, empty width lists, a dimensionality other than 2 or 3."""
+
+    def whole(value: Any) -> bool:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
+
+    for key in ("in_channels", "classes", "aux_classes"):
+        value = args.get(key)
+        if value is not None and not whole(value):
+            raise ValueError(f"{name}: {key}={value!r}; give a whole number >= 1")
+    for key in ("encoder_channels", "decoder_channels"):
+        value = args.get(key)
+        if value is not None and (not len(value) or not all(whole(v) for v in value)):
+            raise ValueError(f"{name}: {key}={list(value)!r}; give one or more widths, each a whole number >= 1")
+    if args.get("spatial_dims") not in (2, 3):
+        raise ValueError(f"{name}: spatial_dims={args.get('spatial_dims')!r}; give 2 or 3")
