@@ -146,6 +146,13 @@ def test_workers_forked_after_opencv_ran_on_large_images_do_not_hang(shared: Pat
     argv = command("unet", drive, "--out", tmp_path / "run", *TINY_UNET, "--crop", "48x48", "--workers", "1",
                    "--epochs", "3", "--batch-size", "2", "--val", "0.5", "--mixed-precision", "no", "--quiet")  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO)}  # the default threads, as a user runs it
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=180, env=env)
-    assert result.returncode == 0, result.stderr[-2000:]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)  # fmt: skip
+    try:
+        _, stderr = proc.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the hung worker too, not only the trainer
+        proc.communicate()
+        pytest.fail("the run hung (no end within 180 s)")
+    assert proc.returncode == 0, stderr[-2000:]
     assert [row["epoch"] for row in read_metrics(tmp_path / "run")] == ["1", "2", "3"]
