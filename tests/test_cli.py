@@ -101,3 +101,15 @@ def test_pretrained_tags_download_and_push(tmp_path, hf_cache, monkeypatch) -> N
     assert pushed == {"repo": ("me/tiny", True), "files": ["README.md", "config.json", "model.safetensors"]}
     result = runner.invoke(app, ["push", str(tmp_path / "nothing"), "me/tiny"])
     assert result.exit_code == 2 and "not a loadable unetzoo model folder" in result.output
+
+
+def test_piped_tables_are_never_cut() -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    out = subprocess.run([sys.executable, "-m", "unetzoo", "list"], capture_output=True, text=True, env=env,
+                         check=True).stdout  # fmt: skip
+    assert "…" not in out and "attn_unet_efficientnet_lite0" in out
+    assert "Oktay 2018, Chen 2017, Hu 2018" in out  # the longest paper cell, whole

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -25,7 +27,14 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console()
+
+
+def _page_width() -> int | None:
+    """Piped output (no terminal, no COLUMNS) gets a wide page, so tables never cut ids or paths."""
+    return None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 1000
+
+
+console = Console(width=_page_width())
 
 
 def _fail(message: str) -> None:
@@ -153,7 +162,7 @@ def check_data(
         table.add_column(column, overflow="fold")
     for p in problems:
         table.add_row(p.id, p.file, p.message)
-    Console(soft_wrap=True).print(table)
+    Console(soft_wrap=True, width=_page_width()).print(table)
     raise typer.Exit(1)
 
 
@@ -552,7 +561,7 @@ def evaluate(
     for key in shown:
         cells = [result.global_scores.get(key), result.per_image_scores.get(key)]
         table.add_row(key, *("—" if v is None else f"{v:.4f}" for v in cells))
-    Console(soft_wrap=True).print(table)
+    Console(soft_wrap=True, width=_page_width()).print(table)
     if json_out is not None:
         json_out.write_text(json.dumps(result.to_json(), indent=2) + "\n")
     if per_image is not None and result.per_image:
