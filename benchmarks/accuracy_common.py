@@ -4,7 +4,6 @@ validation data, evaluate the test data once, describe the machine.
 
 from __future__ import annotations
 
-import csv
 import os
 import platform
 import subprocess
@@ -36,11 +35,7 @@ def train(config: Path, run: Path) -> None:
 
 def history(run: Path) -> list[dict[str, str]]:
     """The rows of the run's metrics.csv (none before its first epoch)."""
-    path = run / "metrics.csv"
-    if not path.is_file():
-        return []
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
+    return RunFolder(run).read_metrics()
 
 
 def choose_on_validation(source: Source, data: Path, metric: str, aggregation: str, **opts) -> dict:

@@ -16,6 +16,7 @@ stopped before its first checkpoint.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -160,7 +161,7 @@ def entry_row(entry: Entry, run: Path) -> dict[str, Any]:
     """The comparison row of a finished run: its best validation epoch, size and speed."""
     from ..hub import from_pretrained
 
-    metrics = _metrics(run)
+    metrics = RunFolder(run).read_metrics()
     if not metrics:
         raise ConfigError(f"{run}: the run logged no epoch")
     scored = [r for r in metrics if r.get("val_dice") not in (None, "")]
@@ -180,21 +181,14 @@ def entry_row(entry: Entry, run: Path) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _metrics(run: Path) -> list[dict[str, str]]:
-    path = run / "metrics.csv"
-    if not path.is_file():
-        return []
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
-
-
 def write_comparison(out: Path, rows: Sequence[dict[str, Any]]) -> list[Path]:
     """``comparison.csv``, ``comparison.md`` and ``comparison.png`` (validation Dice per epoch)."""
     out.mkdir(parents=True, exist_ok=True)
-    lines = [",".join(COLUMNS)]
-    for row in rows:
-        lines.append(",".join(_csv_cell(row.get(c)) for c in COLUMNS))
-    _atomic_text(out / "comparison.csv", "\n".join(lines) + "\n")
+    text = io.StringIO()
+    writer = csv.DictWriter(text, COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    _atomic_text(out / "comparison.csv", text.getvalue())
     header = "| " + " | ".join(COLUMNS) + " |"
     table = [header, "|" + "---|" * len(COLUMNS)]
     for row in rows:
@@ -206,11 +200,6 @@ def write_comparison(out: Path, rows: Sequence[dict[str, Any]]) -> list[Path]:
     save_lines(out / "comparison.png", series, xlabel="epoch", ylabel="validation Dice",
                title="validation Dice per epoch")  # fmt: skip
     return [out / "comparison.csv", out / "comparison.md", out / "comparison.png"]
-
-
-def _csv_cell(value: Any) -> str:
-    text = "" if value is None else str(value)
-    return f'"{text}"' if "," in text or '"' in text else text
 
 
 def _md_cell(value: Any) -> str:
