@@ -37,6 +37,12 @@ def _page_width() -> int | None:
 console = Console(width=_page_width())
 
 
+def _reason(exc: BaseException) -> str:
+    """``Type: first line of the message``, for one-line errors from libraries' multi-line ones."""
+    lines = str(exc).splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
+
+
 def _fail(message: str) -> None:
     Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {message}", highlight=False)
     raise typer.Exit(2)
@@ -271,7 +277,7 @@ def download(
         folder = Path(snapshot_download(repo_id, revision=revision, allow_patterns=files))
         resolve_files(folder, sha256=sha256, config_sha256=config_sha256)
     except Exception as exc:
-        _fail(f"download of {repo_id!r} failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        _fail(f"download of {repo_id!r} failed: {_reason(exc)}")
     if to is not None:  # copied from the cache, so this also works offline once cached
         to.mkdir(parents=True, exist_ok=True)
         for name in files:
@@ -299,7 +305,7 @@ def push(
     try:
         url = push_to_hub(model, repo_id, private=private, **card)
     except Exception as exc:  # offline, no token, refused: one line, whatever huggingface_hub raised
-        _fail(f"push of {directory} to {repo_id!r} failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        _fail(f"push of {directory} to {repo_id!r} failed: {_reason(exc)}")
     console.print(f"pushed {directory} to {repo_id}: {url}")
 
 

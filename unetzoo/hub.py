@@ -115,6 +115,13 @@ def _hub_file(repo_id: str, filename: str, revision: str | None, **hub_kwargs: A
         ) from exc
 
 
+def _check_sha256(path: Path, expected: str, meaning: str) -> None:
+    """A :class:`ChecksumError` saying ``meaning`` when ``path``'s sha256 is not ``expected``."""
+    actual = sha256_of(path)
+    if actual != expected:
+        raise ChecksumError(f"{path}: sha256 {actual} differs from the published {expected}; {meaning}")
+
+
 def resolve_files(
     source: str | os.PathLike,
     *,
@@ -150,21 +157,13 @@ def resolve_files(
             f"{str(source)!r} is neither a local directory, a local file, nor a Hub repo id 'org/name'"
         )
     if sha256 is not None:
-        actual = sha256_of(weights)
-        if actual != sha256:
-            raise ChecksumError(
-                f"{weights}: sha256 {actual} differs from the published {sha256}; the file is "
-                "corrupt or not the published one. Delete it (or the cache entry) and download again."
-            )
+        _check_sha256(weights, sha256, "the file is corrupt or not the published one. Delete it (or the "
+                                       "cache entry) and download again.")  # fmt: skip
     if config_sha256 is not None:
         if config_path is None:
             raise ChecksumError(f"{source}: the published weights pin a {CONFIG_NAME}, and there is none")
-        actual = sha256_of(config_path)
-        if actual != config_sha256:
-            raise ChecksumError(
-                f"{config_path}: sha256 {actual} differs from the published {config_sha256}; the "
-                "architecture or arguments are not the published ones. Delete it and download again."
-            )
+        _check_sha256(config_path, config_sha256, "the architecture or arguments are not the published ones. "
+                                                  "Delete it and download again.")  # fmt: skip
     config = None
     if config_path is not None:
         try:
