@@ -77,11 +77,19 @@ def _preprocessing_from_run(model: nn.Module, options: dict[str, Any]) -> None:
     prep = dict(info.get("preprocessing") or model_preprocessing(model))
     if options.get("clahe") and "clahe" not in prep:
         prep["clahe"] = True
-    size = options.get("size")
-    if size and not prep.get("input_size") and int(model.config.get("spatial_dims", 2)) == 2:
-        dims = [int(v) for v in str(size).lower().split("x")]
-        prep["input_size"] = dims * 2 if len(dims) == 1 else dims
+    size = _run_size(model, options)
+    if size and not prep.get("input_size") and len(size) == 2:
+        prep["input_size"] = list(size)
     info["preprocessing"] = prep
+
+
+def _run_size(model: nn.Module, options: dict[str, Any]) -> tuple[int, ...] | None:
+    """A run's ``--size`` with one value repeated over the model's spatial dimensions."""
+    size = options.get("size")
+    if not size:
+        return None
+    dims = tuple(int(v) for v in str(size).lower().split("x"))
+    return dims * int(model.config.get("spatial_dims", 2)) if len(dims) == 1 else dims
 
 
 def fit_window(model: nn.Module, window: tuple[int, ...] | None) -> tuple[tuple[int, ...] | None, str]:
@@ -215,13 +223,11 @@ def evaluate(
 
 def training_size(source: Source) -> tuple[int, ...] | None:
     """The size a model was trained at: the run's ``--size``, else the saved ``input_size``."""
-    size = source.options.get("size")
-    if not size:
+    size = _run_size(source.model, source.options)
+    if size is None:
         saved = model_preprocessing(source.model).get("input_size")
         return tuple(int(v) for v in saved) if saved else None
-    dims = tuple(int(v) for v in str(size).lower().split("x"))
-    spatial = int(source.model.config.get("spatial_dims", 2))
-    return dims * spatial if len(dims) == 1 else dims
+    return size
 
 
 def _run(model, items: TorchDataset, size, opts, threshold: float, use_roi: bool, accelerator, progress,

@@ -84,8 +84,8 @@ def build_datasets(dataset: SegmentationDataset, split: Split, config: FinetuneC
                    preprocessing: dict[str, Any], labels: dict[str, int] | None) -> DataPlan:  # fmt: skip
     """Transforms from the options and the model's preprocessing; validation is never augmented."""
     dims = dataset.spatial_dims
-    size = _sized(parse_size(config.size, "size"), dims, "size")
-    crop = _sized(parse_size(config.crop, "crop"), dims, "crop")
+    size = full_size(parse_size(config.size, "size"), dims, "size")
+    crop = full_size(parse_size(config.crop, "crop"), dims, "crop")
     common = dict(spatial_dims=dims, preprocessing=preprocessing, clahe=config.clahe)
     if crop is not None:
         train_t = build_transform(config.preset, size=crop, size_mode="crop",
@@ -112,7 +112,8 @@ def build_datasets(dataset: SegmentationDataset, split: Split, config: FinetuneC
     return DataPlan(train, val, dims, val_bs)
 
 
-def _sized(dims: tuple[int, ...] | None, spatial_dims: int, option: str) -> tuple[int, ...] | None:
+def full_size(dims: tuple[int, ...] | None, spatial_dims: int, option: str) -> tuple[int, ...] | None:
+    """``dims`` with one value repeated over ``spatial_dims``; another count than that is a ConfigError."""
     if dims is None:
         return None
     if len(dims) == 1:

@@ -31,7 +31,7 @@ from ..hub import model_preprocessing, save_pretrained
 from ..metrics import confusion_counts, scores
 from ..models import mask_logits
 from .config import ConfigError, FinetuneConfig, parse_size, write_yaml
-from .data import build_datasets, choose_split, epoch_order, make_loader, open_training_dataset
+from .data import build_datasets, choose_split, epoch_order, full_size, make_loader, open_training_dataset
 from .optim import ModelEMA, build_optimizer, build_scheduler
 from .report import Reporter
 from .run_folder import STATE_NAME, RunFolder, as_os_error
@@ -139,9 +139,8 @@ class Trainer:
         # What images go through before the network, saved with the model so that evaluate,
         # predict and a shipped weight tag repeat it: CLAHE, and the resize of --size (2D).
         self.preprocessing["clahe"] = bool(config.clahe)
-        size = parse_size(config.size, "size") if config.size else None
-        if size is not None and dataset.spatial_dims == 2:
-            self.preprocessing["input_size"] = list(size * 2 if len(size) == 1 else size)
+        if config.size and dataset.spatial_dims == 2:
+            self.preprocessing["input_size"] = list(full_size(parse_size(config.size, "size"), 2, "size"))
         self.plan = build_datasets(dataset, self.split, config, self.preprocessing, labels)
         if config.channels_last is None:
             config.channels_last = self.plan.spatial_dims == 2
