@@ -26,7 +26,7 @@ from .evaluation import Source, probabilities_of, training_size
 from .hub import model_preprocessing, read_weights
 from .inference import inference_model
 from .inference.attention import attention_maps
-from .prediction import class_ids, collect_inputs, normalise_image, output_names
+from .prediction import class_ids, collect_inputs, normalise_image, normalise_volume, output_names
 
 
 @dataclass
@@ -111,10 +111,7 @@ def _read(model: nn.Module, path: Path, name: str, mask: Path | None) -> Case:
     if is_volume(path):
         if spatial != 3:
             raise DataError(f"{path}: a volume, the model is {spatial}D")
-        array, _, _ = read_volume(path)
-        array = array[..., None] if array.ndim == 3 else array
-        array = (array - array.mean()) / (array.std() + 1e-6)
-        image = np.ascontiguousarray(np.moveaxis(array.astype(np.float32), -1, 0))
+        image = normalise_volume(read_volume(path)[0], channels, path)
         truth = None
         if mask is not None:
             truth = read_volume(mask)[0]

@@ -21,6 +21,7 @@ from . import viz
 from .data.augment import clahe_transform
 from .data.base import natural_key
 from .data.io import DataError, is_image, is_volume, read_image, stem
+from .data.loader import zscore
 from .evaluation import Source, probabilities_of, training_size
 from .hub import model_preprocessing
 from .inference import inference_model
@@ -99,6 +100,19 @@ def normalise_image(image: np.ndarray, prep: dict[str, Any], channels: int, path
     mean = np.asarray(prep.get("mean") or [0.0] * channels, dtype=np.float32)
     std = np.asarray(prep.get("std") or [1.0] * channels, dtype=np.float32)
     return torch.from_numpy(np.ascontiguousarray(np.moveaxis((x - mean) / std, -1, 0)))
+
+
+def normalise_volume(array: np.ndarray, channels: int, path: Path) -> np.ndarray:
+    """A ``D×H×W`` (or ``D×H×W×C``) volume as the model's ``(C, D, H, W)`` float32 input,
+    z-scored over the whole volume as in training; another channel count than the model's
+    is a :class:`DataError`."""
+    array = np.asarray(array, dtype=np.float32)
+    if array.ndim == 3:
+        array = array[..., None]
+    if array.ndim != 4 or array.shape[-1] != channels:
+        raise DataError(f"{path}: shape {array.shape}, the model takes {channels} channel(s) "
+                        "(a 3D volume, or 4D with channels last)")  # fmt: skip
+    return np.ascontiguousarray(np.moveaxis(zscore(array), -1, 0))
 
 
 def class_ids(probs: torch.Tensor, threshold: float) -> np.ndarray:
@@ -250,18 +264,12 @@ class _Runner:
             if self.spatial != 3:
                 raise DataError(f"{path}: a volume, the model is {self.spatial}D")
             img = nib.load(path)
-            array = np.asarray(img.dataobj, dtype=np.float32)
-            if array.ndim == 3:
-                array = array[..., None]
-            if array.ndim != 4 or array.shape[-1] != self.channels:
-                raise DataError(f"{path}: shape {array.shape}, the model takes {self.channels} channel(s) "
-                                "(a 3D volume, or 4D with channels last)")  # fmt: skip
+            x = torch.from_numpy(normalise_volume(np.asarray(img.dataobj, dtype=np.float32), self.channels,
+                                                  path))[None]  # fmt: skip
         except Exception as exc:  # nibabel raises many kinds on a bad file
             self.fail(path, str(exc) if isinstance(exc, DataError) else
                       f"{path}: unreadable volume ({type(exc).__name__}: {exc})")  # fmt: skip
             return
-        array = (array - array.mean()) / (array.std() + 1e-6)
-        x = torch.from_numpy(np.ascontiguousarray(np.moveaxis(array, -1, 0)))[None]
         try:
             probs = self._probs(x)[0]
         except RuntimeError as exc:

@@ -28,6 +28,11 @@ def seed_transform(transform: Callable, seed: int) -> None:
         transform.set_random_state(np.random.default_rng(seed), random.Random(seed))
 
 
+def zscore(volume: np.ndarray) -> np.ndarray:
+    """A volume scaled to mean 0 and standard deviation 1 over all its voxels, as 3D models are trained."""
+    return (volume - volume.mean()) / (volume.std() + 1e-6)
+
+
 class TorchDataset(torch.utils.data.Dataset):
     """``dataset[i]`` as ``{"image": float (C, *S), "mask": long (*S), "id": str}`` (+ ``"roi"``,
     and for volumes ``"spacing"``: the voxel size per axis).
@@ -86,7 +91,7 @@ class TorchDataset(torch.utils.data.Dataset):
                 roi = out["masks"][1].astype(bool) if roi is not None else None
         image = np.asarray(image, dtype=np.float32)
         if volume:
-            image = (image - image.mean()) / (image.std() + 1e-6)
+            image = zscore(image)
         item = {
             "image": torch.from_numpy(np.ascontiguousarray(np.moveaxis(image, -1, 0))),
             "mask": torch.from_numpy(np.ascontiguousarray(mask).astype(np.int64)),
