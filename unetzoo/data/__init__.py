@@ -1,8 +1,9 @@
 """Datasets, splits and augmentation presets."""
 
 from .base import Item, Problem, Sample, SegmentationDataset
-from .formats import Contours, LabelMe, PairedFolders, SliceStack, Volumes, fill_contours, read_contour
+from .formats import Contours, PairedFolders, SliceStack, Volumes, fill_contours, read_contour
 from .io import DataError, read_image, read_mask, read_volume, write_volume
+from .labelme import LabelMe
 from .registry import DATASETS, list_datasets, open_dataset
 
 __all__ = [

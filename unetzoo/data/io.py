@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 import numpy as np
 
@@ -28,6 +28,23 @@ def stem(path: Path) -> str:
     """The file name without its extension (``.nii.gz`` counts as one)."""
     name = path.name
     return name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else path.stem
+
+
+def inside(root: Path, relative: str, source: str | os.PathLike, *, start: Path | None = None) -> Path:
+    """``relative`` (as a dataset file names it: ``/`` or Windows ``\\`` separators) joined to
+    ``start`` (a folder inside ``root``; default ``root``); a path that leads outside ``root`` (``../`` past it, or absolute) is a
+    :class:`DataError` naming ``source``. The check is on the text of the path (links the user
+    made inside the dataset are followed as usual) and its error never says whether the outside
+    file exists.
+    """
+    text = relative.replace("\\", "/")
+    if Path(text).is_absolute() or PureWindowsPath(relative).drive:
+        raise DataError(f"{source}: path {relative!r} is absolute; dataset files must be inside {root}")
+    offset = os.path.relpath(start, root) if start is not None else "."
+    parts = Path(os.path.normpath(os.path.join(offset, text))).parts
+    if parts[:1] == ("..",):
+        raise DataError(f"{source}: path {relative!r} leads outside the dataset folder {root}")
+    return Path(root).joinpath(*parts)
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:

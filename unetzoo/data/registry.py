@@ -8,8 +8,9 @@ from typing import Any
 
 from ..registry import Registry
 from .base import SPLIT_NAMES, ConcatSplits, SegmentationDataset
-from .formats import IMAGE_DIRS, MASK_DIRS, ROI_DIRS, Contours, LabelMe, PairedFolders, SliceStack, Volumes
+from .formats import IMAGE_DIRS, MASK_DIRS, ROI_DIRS, Contours, PairedFolders, SliceStack, Volumes
 from .io import DataError, is_volume
+from .labelme import LabelMe
 
 DATASETS = Registry("dataset", group="unetzoo.datasets", listing="unetzoo.list_datasets()")
 for _cls in (PairedFolders, LabelMe, Contours, Volumes, SliceStack):
