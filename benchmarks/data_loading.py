@@ -32,7 +32,7 @@ from torchvision.transforms import v2
 
 from unetzoo.data import open_dataset
 from unetzoo.data.augment import build_transform
-from unetzoo.data.loader import TorchDataset
+from unetzoo.data.torch_dataset import TorchDataset
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 OUT = Path(__file__).resolve().parent / "results"

@@ -46,7 +46,7 @@ from unittest import mock
 import torch
 from timing import clock, cpu_model
 
-from unetzoo.data.loader import mix_seed, pad_collate
+from unetzoo.data.torch_dataset import mix_seed, pad_collate
 from unetzoo.losses import create_loss
 from unetzoo.models import create_model
 from unetzoo.training import FinetuneConfig, Trainer

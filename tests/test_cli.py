@@ -67,7 +67,7 @@ def test_info_bad_size() -> None:
 
 def test_pretrained_tags_download_and_push(tmp_path, hf_cache, monkeypatch) -> None:
     from tests.test_pretrained import TINY, publish
-    from unetzoo.weights import TABLE_ENV
+    from unetzoo.weight_tags import TABLE_ENV
 
     model = unetzoo.create_model("unet", **TINY)
     publish(tmp_path, hf_cache, model, "org/tiny")

@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 
 import unetzoo
 from tests.hfcache import add_to_hf_cache
-from unetzoo.encoders.weights import efficientnet_lite0_imagenet
+from unetzoo.encoders.encoder_weights import efficientnet_lite0_imagenet
 from unetzoo.hub import WeightsUnavailableError
 from unetzoo.models import model_spec
 

@@ -25,7 +25,7 @@ FLOORS: list[tuple[str, list[str]]] = [
     ("blocks", ["unetzoo.blocks"]),
     ("encoders", ["unetzoo.encoders"]),
     ("models", ["unetzoo.models"]),
-    ("pretrained and hub", ["unetzoo.weights", "unetzoo.hub", "unetzoo.convert"]),
+    ("pretrained and hub", ["unetzoo.weight_tags", "unetzoo.hub", "unetzoo.convert"]),
     ("data, losses, metrics, viz", ["unetzoo.data", "unetzoo.losses", "unetzoo.metrics", "unetzoo.viz"]),
     ("training, inference, export, evaluation", [
         "unetzoo.training", "unetzoo.inference", "unetzoo.export", "unetzoo.evaluation",

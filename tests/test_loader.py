@@ -10,8 +10,8 @@ import torch
 
 from unetzoo.data import open_dataset
 from unetzoo.data.augment import build_transform
-from unetzoo.data.loader import TorchDataset
 from unetzoo.data.splits import make_split
+from unetzoo.data.torch_dataset import TorchDataset
 
 
 def test_drive_batches_with_roi(shared: Path) -> None:
@@ -93,7 +93,7 @@ def test_workers_draw_different_augmentations_reproducibly(tmp_path: Path, dims:
 
 
 def test_pad_collate_pads_ragged_batches_and_marks_the_padding() -> None:
-    from unetzoo.data.loader import pad_collate
+    from unetzoo.data.torch_dataset import pad_collate
 
     items = [
         {"image": torch.ones(3, 4, 5), "mask": torch.ones(4, 5, dtype=torch.long), "id": "a"},

@@ -9,7 +9,7 @@ import pytest
 
 import unetzoo
 from unetzoo.hub import ChecksumError, sha256_of
-from unetzoo.weights import WEIGHTS, PretrainedWeights
+from unetzoo.weight_tags import WEIGHTS, PretrainedWeights
 
 TINY = dict(encoder_channels=[4, 8, 8, 16], bottleneck_channels=16, decoder_channels=[8, 8, 8, 4])
 

@@ -15,7 +15,7 @@ import unetzoo
 from tests.conftest import REPO
 from tests.hfcache import add_to_hf_cache
 from unetzoo.hub import ChecksumError, WeightsUnavailableError, sha256_of
-from unetzoo.weights import TABLE_ENV, PretrainedWeights, write_table
+from unetzoo.weight_tags import TABLE_ENV, PretrainedWeights, write_table
 
 MODELS = unetzoo.list_models()
 TINY = dict(encoder_channels=(4, 8, 16, 32), bottleneck_channels=32, decoder_channels=(16, 8, 8, 4))

@@ -63,10 +63,10 @@ def test_unknown_names_suggest_a_listing_call_that_exists() -> None:
 
     import unetzoo
     from unetzoo.data import DATASETS
-    from unetzoo.encoders.weights import ENCODER_WEIGHTS
+    from unetzoo.encoders.encoder_weights import ENCODER_WEIGHTS
     from unetzoo.losses import LOSSES
     from unetzoo.models import MODELS
-    from unetzoo.weights import WEIGHTS
+    from unetzoo.weight_tags import WEIGHTS
 
     for registry in (MODELS, LOSSES, DATASETS, ENCODER_WEIGHTS, WEIGHTS):
         with pytest.raises(UnknownNameError) as err:

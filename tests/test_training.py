@@ -17,7 +17,7 @@ import unetzoo
 from tests.training_utils import FAST, REPO, TINY_UNET, invoke, make_volumes, read_metrics
 from unetzoo.data import open_dataset
 from unetzoo.data.augment import build_transform
-from unetzoo.data.loader import TorchDataset
+from unetzoo.data.torch_dataset import TorchDataset
 from unetzoo.metrics import confusion_counts, scores
 
 REQUIRED_COLUMNS = ["epoch", "step", "lr", "train_loss", "val_loss", "val_dice", "val_iou", "seconds",

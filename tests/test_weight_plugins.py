@@ -50,7 +50,7 @@ def test_shipped_weights_reproduce_the_published_numbers(installed, shared: Path
     code = f"""
 import json, torch, unetzoo
 from unetzoo.evaluation import evaluate, load_source
-from unetzoo.weights import get_weights
+from unetzoo.weight_tags import get_weights
 w = get_weights({tag!r})
 hub = torch.hub.load({str(REPO)!r}, {arch!r}, pretrained={tag!r}, source="local")
 model = unetzoo.create_model({arch!r}, pretrained={tag!r})

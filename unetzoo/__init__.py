@@ -13,9 +13,10 @@ from .models import (
     register_model,
 )
 from .registry import UnknownNameError
-from .weights import list_pretrained
+from .weight_tags import PretrainedWeights, list_pretrained
 
 __all__ = [
+    "PretrainedWeights",
     "SegmentationModel",
     "UNet",
     "UNetPlusPlus",

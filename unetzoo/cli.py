@@ -19,7 +19,7 @@ from .models import list_models
 from .models.papers import full_references
 from .registry import UnknownNameError
 from .summary import count_macs, summarize
-from .weights import TABLE_ENV, get_weights, list_pretrained, resolve_pretrained
+from .weight_tags import TABLE_ENV, get_weights, list_pretrained, resolve_pretrained
 
 app = typer.Typer(
     help="unetzoo: U-Net variants for 2D and 3D segmentation.",
@@ -108,10 +108,10 @@ def _list_entries(registry, pattern: str, plural: str) -> None:
 
 def _registries() -> list:
     from .data import DATASETS
-    from .encoders.weights import ENCODER_WEIGHTS
+    from .encoders.encoder_weights import ENCODER_WEIGHTS
     from .losses import LOSSES
     from .models import MODELS
-    from .weights import WEIGHTS
+    from .weight_tags import WEIGHTS
 
     return [MODELS, DATASETS, LOSSES, WEIGHTS, ENCODER_WEIGHTS]
 

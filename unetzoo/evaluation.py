@@ -19,8 +19,8 @@ from torch import nn
 from .checkpoint import is_repo_id
 from .data import DataError, SegmentationDataset, open_dataset
 from .data.augment import build_transform
-from .data.loader import TorchDataset
 from .data.splits import load_split
+from .data.torch_dataset import TorchDataset
 from .hub import create_model, from_pretrained, model_preprocessing
 from .inference import inference_model, predict
 from .metrics import (
@@ -32,7 +32,7 @@ from .metrics import (
     roc_auc_from_pairs,
     scores,
 )
-from .weights import list_pretrained
+from .weight_tags import list_pretrained
 
 THRESHOLD_GRID = tuple(round(0.05 * i, 2) for i in range(1, 20))
 

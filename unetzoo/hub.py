@@ -46,7 +46,7 @@ from .models.saving import (
     saved_config,
 )
 from .network import HubUnreachableError, check_hub
-from .weights import resolve_pretrained
+from .weight_tags import resolve_pretrained
 
 __all__ = [
     "CARD_NAME",
@@ -250,7 +250,7 @@ def create_model(name: str, pretrained: Any = False, **overrides: Any) -> nn.Mod
 
     ``pretrained``: ``False``/``None`` builds a fresh model (:func:`unetzoo.models.create_model`);
     ``True`` loads the model's default published weights, a string a named tag (``"kvasir"``),
-    a local directory or file, or a Hub repo id (see :mod:`unetzoo.weights`). Keyword
+    a local directory or file, or a Hub repo id (see :mod:`unetzoo.weight_tags`). Keyword
     ``overrides`` replace the architecture's defaults. The returned module carries ``config``:
     ``{"architecture": name, ...}`` with every argument that rebuilds it. Unknown names raise
     :class:`unetzoo.registry.UnknownNameError` listing the closest names.

@@ -21,7 +21,7 @@ from . import viz
 from .data.augment import clahe_transform
 from .data.base import natural_key
 from .data.io import DataError, is_image, is_volume, read_image, stem
-from .data.loader import zscore
+from .data.torch_dataset import zscore
 from .evaluation import Source, probabilities_of, training_size
 from .hub import model_preprocessing
 from .inference import inference_model

@@ -200,7 +200,7 @@ def build_transform(
     ``mean``/``std`` (after multiplying by ``scale``) come from a model's preprocessing
     config: pass ``preprocessing=model.pretrained_info["preprocessing"]`` (or
     ``unetzoo.hub.default_preprocessing(model)``); without them 2D images are only scaled. Volumes are not normalised here (see
-    :class:`unetzoo.data.loader.TorchDataset`, which z-scores each volume). 3D sizing pads
+    :class:`unetzoo.data.torch_dataset.TorchDataset`, which z-scores each volume). 3D sizing pads
     and crops to a ``D×H×W`` size: a crop that keeps foreground with probability
     ``foreground_prob``, or a centre crop for ``size_mode="center"``.
     """

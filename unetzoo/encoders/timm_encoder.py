@@ -8,7 +8,7 @@ from torch import Tensor, nn
 class TimmEncoder(nn.Module):
     """A timm model created with ``features_only=True``: returns ``depth`` feature maps.
 
-    ``weights``: ``None``, ``"imagenet"`` or a local file (see :mod:`unetzoo.encoders.weights`).
+    ``weights``: ``None``, ``"imagenet"`` or a local file (see :mod:`unetzoo.encoders.encoder_weights`).
 
     ``out_channels`` and ``reductions`` list each feature's channels and stride, shallow
     first. Only 2D inputs are supported (timm backbones are 2D).
@@ -20,7 +20,7 @@ class TimmEncoder(nn.Module):
 
         if not timm.is_model(name):
             raise ValueError(f"unknown timm encoder {name!r}; see timm.list_models() for the names it knows")
-        from .weights import features_model
+        from .encoder_weights import features_model
 
         self.model = features_model(name, in_channels, tuple(range(depth)), weights)
         self.out_channels = list(self.model.feature_info.channels())

@@ -13,8 +13,8 @@ import torch
 
 from ..data import DataError, SegmentationDataset, open_dataset
 from ..data.augment import build_transform
-from ..data.loader import TorchDataset, pad_collate
 from ..data.splits import Split, kfold_split, load_split, make_split
+from ..data.torch_dataset import TorchDataset, pad_collate
 from .config import ConfigError, FinetuneConfig, parse_size
 
 

@@ -25,8 +25,8 @@ from torch import nn
 
 from .._version import __version__
 from ..data import DataError
-from ..data.loader import mix_seed
 from ..data.splits import save_split
+from ..data.torch_dataset import mix_seed
 from ..hub import model_preprocessing, save_pretrained
 from ..metrics import confusion_counts, scores
 from ..models import mask_logits

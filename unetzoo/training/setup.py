@@ -15,7 +15,7 @@ from ..data import SegmentationDataset
 from ..hub import create_model, from_pretrained
 from ..losses import DeepSupervisionLoss, create_loss
 from ..models import list_models
-from ..weights import list_pretrained
+from ..weight_tags import list_pretrained
 from .config import RESUMABLE_CHANGES, ConfigError, FinetuneConfig, read_yaml
 from .run_folder import RunFolder, RunFolderError
 

@@ -7,7 +7,7 @@ loading them.
 
 from pathlib import Path
 
-from unetzoo.weights import PretrainedWeights
+from unetzoo import PretrainedWeights
 
 FOLDER = Path(__file__).resolve().parent / "drive"
 

@@ -24,7 +24,7 @@ from ..network import check_hub
 from ..registry import Registry
 
 ENCODER_WEIGHTS = Registry("encoder weights", group="unetzoo.encoder_weights",
-                           listing="unetzoo.encoders.weights.ENCODER_WEIGHTS.names()")
+                           listing="unetzoo.encoders.encoder_weights.ENCODER_WEIGHTS.names()")
 
 
 def _skip(key: str) -> bool:
