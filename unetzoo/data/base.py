@@ -39,11 +39,13 @@ class Item:
 
 @dataclass
 class Problem:
-    """A dataset problem: which sample, which file, what is wrong."""
+    """A dataset problem: which sample, which file, what is wrong; ``level`` is ``error`` (the
+    sample cannot be used as it is) or ``warning`` (it loads, but probably not as meant)."""
 
     id: str
     file: str
     message: str
+    level: str = "error"
 
 
 def natural_key(text: str) -> list:
