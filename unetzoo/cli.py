@@ -6,26 +6,42 @@ import json
 import os
 import shutil
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from ._version import __version__
 from .checkpoint import is_repo_id
 from .models import list_models
 from .models.papers import full_references
-from .registry import UnknownNameError
+from .registry import PluginWarning, UnknownNameError
 from .summary import count_macs, summarize
-from .weight_tags import TABLE_ENV, get_weights, list_pretrained, resolve_pretrained
+from .weight_tags import TABLE_ENV, WeightsTableError, get_weights, list_pretrained, resolve_pretrained
+
+
+class _Commands(typer.core.TyperGroup):
+    """The commands; a bad weights table or model ``config.json`` ends any of them with one line."""
+
+    def invoke(self, ctx):
+        from .hub import ModelConfigError
+
+        try:
+            return super().invoke(ctx)
+        except (WeightsTableError, ModelConfigError) as exc:
+            _fail(str(exc))
+
 
 app = typer.Typer(
     help="unetzoo: U-Net variants for 2D and 3D segmentation.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    cls=_Commands,
 )
 
 
@@ -41,6 +57,20 @@ def _reason(exc: BaseException) -> str:
     """``Type: first line of the message``, for one-line errors from libraries' multi-line ones."""
     lines = str(exc).splitlines()
     return f"{type(exc).__name__}: {lines[0] if lines else ''}"
+
+
+@app.callback()
+def _main(ctx: typer.Context) -> None:
+    # plugin warnings print as one line on stderr, without the Python source line, while a command runs
+    previous = warnings.formatwarning
+
+    def format_warning(message, category, filename, lineno, line=None) -> str:
+        if issubclass(category, PluginWarning):
+            return f"warning: {str(message).removeprefix('unetzoo: ')}\n"
+        return previous(message, category, filename, lineno, line)
+
+    warnings.formatwarning = format_warning
+    ctx.call_on_close(lambda: setattr(warnings, "formatwarning", previous))
 
 
 def _fail(message: str) -> None:
@@ -103,7 +133,6 @@ def _list_entries(registry, pattern: str, plural: str) -> None:
     for e in entries:
         table.add_row(e.name, e.source, _first_line(e.obj))
     console.print(table)
-    _report_plugin_errors([registry])
 
 
 def _registries() -> list:
@@ -117,25 +146,37 @@ def _registries() -> list:
 
 
 def _list_plugins() -> None:
-    registries = _registries()
+    """One line per plugin entry point: group, name, package, target and what became of it."""
+    from .registry import call_mismatch
+
     table = Table(title="plugins")
-    for column in ("kind", "name", "package", "status"):
-        table.add_column(column, no_wrap=column != "status")
-    for registry in registries:
-        for e in registry:
-            if e.source != "unetzoo":
-                table.add_row(registry.kind, e.name, e.source, "loaded")
-        for label, error in registry.plugin_errors.items():
-            table.add_row(registry.kind, label, "", f"[red]failed[/red]: {error}")
-    console.print(table)
+    for column in ("group", "name", "package", "entry point", "status"):
+        table.add_column(column, no_wrap=column != "status", overflow="fold")
+    styles = {"loaded": "green", "rejected": "yellow", "failed": "red"}
+    rows = 0
+    for registry in _registries():
+        for p in registry.plugins:
+            status = Text(p.status, style=styles.get(p.status, ""))
+            if p.reason:
+                status.append(f": {p.reason}")
+            elif registry.group == "unetzoo.datasets" and p.status == "loaded":
+                refused = call_mismatch(registry.get(p.name), ".", strict=False)
+                if refused:  # check-data opens every dataset with strict=False
+                    status.append(f" (warning: check-data cannot open it: {refused})")
+            table.add_row(p.group, p.name, p.package, p.target, status)
+            rows += 1
+    if rows:
+        console.print(table)
+    else:
+        groups = ", ".join(r.group for r in _registries())
+        console.print(f"no plugins installed (entry-point groups: {groups})")
 
 
-def _report_plugin_errors(registries) -> None:
-    for registry in registries:
-        for label, error in registry.plugin_errors.items():
-            Console(stderr=True, soft_wrap=True).print(
-                f"[yellow]plugin {label} failed to load:[/yellow] {error}"
-            )
+OPTION_HELP = (
+    "Format option key=value, the value as JSON (else as text); repeatable. A colour table of RGB masks: "
+    """colors='{"#ff0000": 1, "0,255,0": 2}' (keys "#rrggbb" or "r,g,b", values class ids 0-255) """
+    "or a preset name, colors=suim."
+)
 
 
 @app.command("check-data")
@@ -143,43 +184,95 @@ def check_data(
     path: Annotated[Path, typer.Argument(help="The dataset folder.")],
     format: Annotated[str | None, typer.Option(help="Dataset format (default: from the layout).")] = None,
     option: Annotated[
-        list[str] | None, typer.Option("--option", "-o", help="Format option key=value (value as JSON).")
+        list[str] | None, typer.Option("--option", "-o", help=OPTION_HELP)
     ] = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the report as JSON on stdout (same exit status).")
+    ] = False,
 ) -> None:
-    """Report every problem of a dataset at once; exit status 1 when there are any."""
+    """Report every problem of a dataset at once, errors and warnings, and how its masks are read;
+    exit status 1 when there are errors (warnings alone exit 0)."""
     from .data import DataError, open_dataset
     from .data.base import Problem
+    from .data.io import DataWarning
 
     options = dict(_parse_option(o) for o in option or [])
     try:
-        dataset = open_dataset(path, format=format, strict=False, **options)
-        problems = dataset.check()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DataWarning)  # listed in the table below instead
+            dataset = open_dataset(path, format=format, strict=False, **options)
+            problems = dataset.check()
     except (DataError, TypeError) as exc:
         dataset, problems = None, [Problem("", str(path), str(exc))]
+    except Exception as exc:  # a plugin format's constructor may raise anything: a row, not a traceback
+        dataset, problems = None, [Problem("", str(path), f"{type(exc).__name__}: {exc}")]
+    errors = sum(p.level != "warning" for p in problems)
+    if json_out:
+        print(json.dumps(_data_report(path, dataset, problems), indent=2, default=str))
+        raise typer.Exit(1 if errors else 0)
     if dataset is not None:
         console.print(
             f"{path}: {len(dataset)} samples, format {dataset.format}, classes {dataset.class_names}"
         )
+        if getattr(dataset, "mask_encoding", None):
+            console.print(f"masks: {dataset.mask_encoding}", markup=False)
     if not problems:
         console.print("[green]no problems found[/green]")
         return
-    table = Table(title=f"{len(problems)} problems")
-    for column in ("sample", "file", "problem"):
-        table.add_column(column, overflow="fold")
+    warned = len(problems) - errors
+    plural = "" if warned == 1 else "s"
+    table = Table(title=f"{errors} problems" + (f", {warned} warning{plural}" if warned else ""))
+    columns = ("sample", "file", "level", "problem") if warned else ("sample", "file", "problem")
+    for column in columns:  # ids and paths are never cut or folded; the message folds
+        table.add_column(column, no_wrap=column in ("sample", "file"), overflow="fold")
     for p in problems:
-        table.add_row(p.id, p.file, p.message)
+        table.add_row(*(p.id, p.file, p.level, p.message) if warned else (p.id, p.file, p.message))
     Console(soft_wrap=True, width=_page_width()).print(table)
-    raise typer.Exit(1)
+    if errors:
+        raise typer.Exit(1)
+
+
+def _data_report(path: Path, dataset, problems: list) -> dict:
+    """The ``check-data --json`` report: the dataset's facts and its problems as objects."""
+    report: dict = {"path": str(path), "format": None, "samples": None, "classes": None}
+    if dataset is not None:
+        report.update(format=dataset.format, samples=len(dataset), classes=dataset.class_names)
+        encoding = getattr(dataset, "mask_encoding", None)
+        if encoding is not None:
+            report["mask_encoding"] = encoding
+    report["errors"] = sum(p.level != "warning" for p in problems)
+    report["warnings"] = len(problems) - report["errors"]
+    report["problems"] = [{"id": p.id, "file": p.file, "message": p.message, "level": p.level} for p in problems]
+    return report
 
 
 def _parse_option(text: str, flag: str = "--option") -> tuple[str, object]:
+    """``key=value`` with the value read as JSON (text when it is not JSON); a ``colors`` table is
+    checked here, so that a malformed one is one line naming the flag."""
     key, sep, value = text.partition("=")
     if not sep or not key:
         _fail(f"{flag} {text!r}: write key=value")
     try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
+        parsed = json.loads(value)
+    except json.JSONDecodeError as exc:
+        if key == "colors" and value.lstrip().startswith(("{", "[")):
+            _fail(f"{flag} colors: not valid JSON ({exc.msg} at column {exc.colno}); "
+                  """write e.g. colors='{"#ff0000": 1, "0,255,0": 2}' or a preset name such as colors=suim""")  # fmt: skip
+        parsed = value
+    if key == "colors":
+        _check_colors(parsed, flag)
+    return key, parsed
+
+
+def _check_colors(value: object, flag: str) -> None:
+    """One line naming ``FLAG colors`` when ``value`` is no colour table the datasets accept."""
+    from .data import DataError
+    from .data.encoding import colour_table
+
+    try:
+        colour_table(value, f"{flag} colors")
+    except DataError as exc:
+        _fail(str(exc))
 
 
 def _list_pretrained(pattern: str) -> None:
@@ -212,27 +305,44 @@ def _parse_size(size: str, spatial_dims: int) -> tuple[int, ...]:
 
 @app.command()
 def info(
-    name: Annotated[str, typer.Argument(help="Model name (see 'unetzoo list').")],
+    name: Annotated[str, typer.Argument(help="Model name (see 'unetzoo list'), or a saved model folder.")],
     size: Annotated[str, typer.Option(help="Input size for MACs, e.g. 256x256 or 96x96x96.")] = "256",
     spatial_dims: Annotated[int | None, typer.Option(help="Build in 2D or 3D.")] = None,
     in_channels: Annotated[int | None, typer.Option(help="Input channels.")] = None,
     classes: Annotated[int | None, typer.Option(help="Output classes.")] = None,
 ) -> None:
-    """Show a model's config, parameters, multiply-accumulates and input constraints."""
-    overrides = {
+    """Show a model's config, parameters, multiply-accumulates, preprocessing, input constraints
+    and published weights; a saved model folder (config.json) shows the model it rebuilds."""
+    import torch
+
+    from .hub import CONFIG_NAME, create_model, default_preprocessing, read_config, rebuild
+
+    given = {
         k: v
         for k, v in dict(spatial_dims=spatial_dims, in_channels=in_channels, classes=classes).items()
         if v is not None
     }
+    arch, saved, overrides = name, None, given
+    if name not in list_models() and Path(name).is_dir():
+        if not (Path(name) / CONFIG_NAME).is_file():
+            _fail(f"{name}: a folder without {CONFIG_NAME}; give a model name or a folder written by save_pretrained")
+        saved = read_config(Path(name) / CONFIG_NAME)
+        arch = saved["architecture"]
+        overrides = {**saved.get("args", {}), **given}
+        if "encoder_weights" in overrides:  # the folder's weights hold the encoder
+            overrides["encoder_weights"] = None
     try:
-        s = summarize(name, **overrides)
+        with torch.device("meta"):
+            built = rebuild(saved, Path(name) / CONFIG_NAME, **given) if saved else create_model(arch, **given)
+        s = summarize(arch, **overrides)
     except (UnknownNameError, TypeError, ValueError) as exc:
         _fail(str(exc))
+    tags = list_pretrained(f"{arch}.*")
     dims = s.config.get("spatial_dims", 2)
     shape = _parse_size(size, dims)
-    macs = count_macs(name, shape, **overrides)
+    macs = count_macs(arch, shape, **overrides)
     stride = s.output_stride
-    console.print(f"[bold cyan]{name}[/bold cyan] — {s.description}")
+    console.print(f"[bold cyan]{name}[/bold cyan]{f' ({arch})' if saved else ''} — {s.description}")
     for reference in full_references(s.paper):
         console.print(f"paper: {reference}")
     console.print(f"source: {s.source}")
@@ -248,7 +358,31 @@ def info(
             else "see the plugin's documentation for size constraints"
         )
     )
+    prep = (saved or {}).get("preprocessing") or default_preprocessing(built)
+    _print_preprocessing(prep)
+    shown = [f"{t} (default)" if get_weights(t).default else t for t in tags]
+    console.print(f"published weights: {', '.join(shown) or 'none'}", highlight=False)
     console.print_json(json.dumps(s.config))
+
+
+def _print_preprocessing(prep: dict) -> None:
+    """The preprocessing lines of ``unetzoo info``: normalisation, then the sizes."""
+    scale = prep.get("scale", 1 / 255)
+    shown_scale = "1/255" if scale and abs(scale - 1 / 255) < 1e-12 else f"{scale:g}"
+    mean = [round(v, 4) for v in prep.get("mean") or []]
+    std = [round(v, 4) for v in prep.get("std") or []]
+    steps = ["CLAHE, then " if prep.get("clahe") else "", f"x × {shown_scale}, then (x - mean) / std per channel"]
+    console.print(f"preprocessing: {''.join(steps)} with mean {mean}, std {std}", highlight=False)
+    sizes = []
+    multiple = prep.get("input_multiple") or prep.get("pad_multiple")
+    if multiple:
+        sizes.append(f"input multiple {multiple}")
+    if prep.get("expected_size"):
+        sizes.append(f"expected size {'×'.join(map(str, prep['expected_size']))}")
+    if prep.get("input_size"):
+        sizes.append(f"resized to {'×'.join(map(str, prep['input_size']))} in training")
+    if sizes:
+        console.print(f"sizes: {'; '.join(sizes)}", highlight=False)
 
 
 @app.command()
@@ -266,7 +400,10 @@ def download(
 
     if name_or_tag in list_pretrained() or name_or_tag in list_models():
         model, _, tag = name_or_tag.partition(".")
-        repo_id, revision, sha256, config_sha256 = resolve_pretrained(model, tag or True)
+        try:
+            repo_id, revision, sha256, config_sha256 = resolve_pretrained(model, tag or True)
+        except (FileNotFoundError, ValueError) as exc:  # a model without published weights
+            _fail(str(exc))
     elif is_repo_id(name_or_tag):
         repo_id, revision, sha256, config_sha256 = name_or_tag, None, None, None
     else:
@@ -328,7 +465,7 @@ def finetune(
     classes: Annotated[int | None, Opt(help="Output classes (default: from the dataset).", rich_help_panel=_MODEL)] = None,
     in_channels: Annotated[int | None, Opt(help="Input channels (default: from the dataset).", rich_help_panel=_MODEL)] = None,
     format: Annotated[str | None, Opt(help="Dataset format (default: from the layout).", rich_help_panel=_DATA)] = None,
-    data_arg: Annotated[list[str] | None, Opt(help="Dataset format option key=value; labels=FILE.csv gives per-sample classes.", rich_help_panel=_DATA)] = None,
+    data_arg: Annotated[list[str] | None, Opt(help="Dataset format option key=value (JSON value); labels=FILE.csv gives per-sample classes; colors= a colour table, as in check-data --option.", rich_help_panel=_DATA)] = None,
     val: Annotated[float | None, Opt(help="Validation fraction of a seeded ratio split (default: 0.2).", rich_help_panel=_DATA)] = None,
     folds: Annotated[int | None, Opt(help="K-fold split with K folds.", rich_help_panel=_DATA)] = None,
     fold: Annotated[int | None, Opt(help="Which fold validates (default: 0).", rich_help_panel=_DATA)] = None,

@@ -36,6 +36,7 @@ from .checkpoint import (
     sha256_of,
     unwrap_state_dict,
 )
+from .models import MODELS, ModelArgumentError, model_spec
 from .models import create_model as _fresh_model
 from .models.saving import (
     default_preprocessing,
@@ -46,6 +47,7 @@ from .models.saving import (
     saved_config,
 )
 from .network import HubUnreachableError, check_hub
+from .registry import UnknownNameError
 from .weight_tags import resolve_pretrained
 
 __all__ = [
@@ -55,7 +57,9 @@ __all__ = [
     "LOADER_ONLY",
     "WEIGHTS_NAME",
     "ChecksumError",
+    "ModelConfigError",
     "WeightsUnavailableError",
+    "check_config",
     "create_model",
     "default_preprocessing",
     "from_pretrained",
@@ -63,7 +67,9 @@ __all__ = [
     "model_card",
     "model_preprocessing",
     "push_to_hub",
+    "read_config",
     "read_weights",
+    "rebuild",
     "resolve_files",
     "save_pretrained",
     "saved_config",
@@ -74,6 +80,77 @@ __all__ = [
 # Arguments of the loading functions: never accepted from a config.json's "args".
 LOADER_ONLY = frozenset({"pretrained", "revision", "sha256", "config_sha256", "cache_dir", "token",
                          "local_files_only"})  # fmt: skip
+
+
+class ModelConfigError(ValueError):
+    """A ``config.json`` that cannot rebuild a model; the message names the file and the key."""
+
+
+def _json_kind(value: Any) -> str:
+    kinds = {dict: "an object", list: "a list", str: "a string", bool: "true/false", type(None): "null"}
+    return kinds.get(type(value), "a number")
+
+
+def read_config(path: str | os.PathLike) -> dict[str, Any]:
+    """The content of a saved model's ``config.json``, checked (see :func:`check_config`).
+
+    A file that cannot be read, is not UTF-8 or not JSON is a :class:`ModelConfigError`
+    naming the file and what is wrong.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ModelConfigError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ModelConfigError(f"{path}: not UTF-8 text (byte {exc.start} is {raw[exc.start:exc.start + 1]!r}); "
+                               "save it as UTF-8 JSON") from None  # fmt: skip
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ModelConfigError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+    check_config(config, path)
+    return config
+
+
+def check_config(config: Any, path: str | os.PathLike) -> None:
+    """Raise a :class:`ModelConfigError` naming ``path`` and the key when ``config`` is no model config.
+
+    It must be an object whose ``architecture`` is a registered model name and whose ``args``
+    (optional) is an object of arguments that model takes, none of them an argument of the
+    loader; ``preprocessing`` and ``metrics`` are objects or null, ``class_names`` a list or null.
+    Argument values are checked when the model is built (:func:`from_pretrained`).
+    """
+    if not isinstance(config, dict):
+        raise ModelConfigError(f"{path}: holds {_json_kind(config)}, not an object with 'architecture' and 'args'")
+    if "architecture" not in config:
+        raise ModelConfigError(f"{path}: no 'architecture' key; it names the model, e.g. \"architecture\": \"unet\"")
+    arch = config["architecture"]
+    if not isinstance(arch, str):
+        raise ModelConfigError(f"{path}: 'architecture' is {_json_kind(arch)} ({arch!r}), not a model name")
+    try:
+        MODELS.entry(arch)
+    except UnknownNameError as exc:
+        raise ModelConfigError(f"{path}: 'architecture': {exc} (a model of a plugin needs that plugin installed)") \
+            from None  # fmt: skip
+    args = config.get("args", {})
+    if not isinstance(args, dict):
+        raise ModelConfigError(f"{path}: 'args' is {_json_kind(args)}, not an object of argument: value pairs")
+    refused = sorted(set(args) & LOADER_ONLY)
+    if refused:  # a config must not send the loader elsewhere (another repo, a recursion)
+        raise ModelConfigError(f"{path}: 'args' holds {refused[0]!r}, an argument of the loader, not of the "
+                               "architecture; a saved model's config may not name other weights")  # fmt: skip
+    spec = model_spec(arch)
+    unknown = spec.unknown_arguments(args) if spec is not None else []
+    if unknown:
+        raise ModelConfigError(f"{path}: 'args' → {unknown[0]!r}: model {arch!r} takes no such argument; "
+                               f"it takes {', '.join(spec.arguments())}")  # fmt: skip
+    for key, kind in (("preprocessing", dict), ("metrics", dict), ("class_names", list)):
+        value = config.get(key)
+        if value is not None and not isinstance(value, kind):
+            raise ModelConfigError(f"{path}: '{key}' is {_json_kind(value)}, not {_json_kind(kind())} (or null)")
 
 
 def _hub_file(repo_id: str, filename: str, revision: str | None, **hub_kwargs: Any) -> Path:
@@ -135,6 +212,20 @@ def resolve_files(
     With ``sha256`` the weights file must have that digest, with ``config_sha256`` the
     ``config.json`` (which must then exist), else :class:`ChecksumError`.
     """
+    config_path, weights = _locate(source, revision=revision, sha256=sha256, config_sha256=config_sha256,
+                                   **hub_kwargs)  # fmt: skip
+    return (read_config(config_path) if config_path is not None else None), weights
+
+
+def _locate(
+    source: str | os.PathLike,
+    *,
+    revision: str | None = None,
+    sha256: str | None = None,
+    config_sha256: str | None = None,
+    **hub_kwargs: Any,
+) -> tuple[Path | None, Path]:
+    """``(config.json path or None, weights path)`` of :func:`resolve_files`, digests checked."""
     path = Path(source)
     config_path: Path | None
     if path.is_dir():
@@ -164,13 +255,7 @@ def resolve_files(
             raise ChecksumError(f"{source}: the published weights pin a {CONFIG_NAME}, and there is none")
         _check_sha256(config_path, config_sha256, "the architecture or arguments are not the published ones. "
                                                   "Delete it and download again.")  # fmt: skip
-    config = None
-    if config_path is not None:
-        try:
-            config = json.loads(config_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{config_path}: not valid JSON ({exc})") from exc
-    return config, weights
+    return config_path, weights
 
 
 def load_weights_into(
@@ -219,34 +304,62 @@ def from_pretrained(
     class names, dataset, metrics).
     """
     hub_kwargs = {k: overrides.pop(k) for k in ("cache_dir", "token", "local_files_only") if k in overrides}
-    config, weights = resolve_files(source, revision=revision, sha256=sha256, config_sha256=config_sha256,
-                                    **hub_kwargs)  # fmt: skip
-    if config is None:
+    config_path, weights = _locate(source, revision=revision, sha256=sha256, config_sha256=config_sha256,
+                                   **hub_kwargs)  # fmt: skip
+    if config_path is None:
         if architecture is None:
             raise ValueError(
                 f"{weights}: no {CONFIG_NAME} beside it; pass architecture='<model name>' "
                 "to say which network these weights belong to"
             )
-        config = {"architecture": architecture, "args": {}}
+        config: dict[str, Any] = {"architecture": architecture, "args": {}}
+    else:
+        config = read_config(config_path)
     if architecture is not None and config["architecture"] != architecture:
         raise ValueError(f"{source} holds a {config['architecture']!r} model, not {architecture!r}")
-    saved_args = config.get("args", {})
-    refused = sorted(set(saved_args) & LOADER_ONLY) if isinstance(saved_args, Mapping) else []
-    if refused:  # a config must not send the loader elsewhere (another repo, a recursion)
-        raise ValueError(f"{source}: {CONFIG_NAME} 'args' holds {refused[0]!r}, an argument of the loader, "
-                         "not of the architecture; a saved model's config may not name other weights")  # fmt: skip
-    args = {**saved_args, **overrides}
-    if "encoder_weights" in args:  # the saved weights hold the encoder: never load it again
-        args["encoder_weights"] = None
-    model = _fresh_model(config["architecture"], **args)
+    model = rebuild(config, config_path, **overrides)
     load_weights_into(model, read_weights(weights), source=str(weights), allow_reinit=bool(overrides))
     model.pretrained_info = {k: config.get(k) for k in ("preprocessing", "class_names", "dataset", "metrics")}
     model.pretrained_info["source"] = str(source)
     return model.eval()
 
 
+OLD_CLASSIC_DEPTH = 5
+"""``encoder_depth`` as earlier releases saved it for every classic encoder (where it had no
+effect); such configs load with the depth their stages give."""
+
+
+def rebuild(config: Mapping[str, Any], config_path: str | os.PathLike | None = None, **overrides: Any) -> nn.Module:
+    """The fresh (randomly initialised) model of a checked saved ``config`` (:func:`read_config`),
+    its ``args`` updated by ``overrides``; ``encoder_weights`` is never loaded again.
+
+    A saved argument the model refuses is a :class:`ModelConfigError` naming ``config_path`` and
+    the key; a bad override stays the caller's error.
+    """
+    saved = dict(config.get("args", {}))
+    if saved.get("encoder", "classic") == "classic" and saved.get("encoder_depth") == OLD_CLASSIC_DEPTH:
+        saved.pop("encoder_depth")  # the old default, recorded by earlier versions whatever the stage count
+    args = {**saved, **overrides}
+    if "encoder_weights" in args:  # the saved weights hold the encoder: never load it again
+        args["encoder_weights"] = None
+    architecture = config["architecture"]
+    try:
+        return _fresh_model(architecture, **args)
+    except ModelArgumentError as exc:
+        if config_path is None or exc.argument in overrides or exc.argument not in saved:
+            raise
+        raise ModelConfigError(f"{config_path}: 'args' → {exc.argument!r}: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        if config_path is None or overrides:
+            raise
+        raise ModelConfigError(f"{config_path}: 'args' do not build {architecture!r}: {exc}") from None
+
+
 def create_model(name: str, pretrained: Any = False, **overrides: Any) -> nn.Module:
     """Build the registered model ``name``, fresh or with published or saved weights.
+
+    ``name`` may also be a saved model folder (one with a ``config.json``), loaded with
+    :func:`from_pretrained`.
 
     ``pretrained``: ``False``/``None`` builds a fresh model (:func:`unetzoo.models.create_model`);
     ``True`` loads the model's default published weights, a string a named tag (``"kvasir"``),
@@ -255,6 +368,11 @@ def create_model(name: str, pretrained: Any = False, **overrides: Any) -> nn.Mod
     ``{"architecture": name, ...}`` with every argument that rebuilds it. Unknown names raise
     :class:`unetzoo.registry.UnknownNameError` listing the closest names.
     """
+    if name not in MODELS and (Path(name) / CONFIG_NAME).is_file():
+        if pretrained not in (False, None):
+            raise ValueError(f"{name} is a saved model folder: load it with create_model({name!r}) or "
+                             "from_pretrained, without pretrained=")  # fmt: skip
+        return from_pretrained(name, **overrides)
     if pretrained is False or pretrained is None:
         return _fresh_model(name, **overrides)
     source, revision, sha256, config_sha256 = resolve_pretrained(name, pretrained)

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from .checkpoint import is_repo_id
-from .registry import Registry
+from .registry import Registry, warn_once
 
 TABLE_ENV = "UNETZOO_WEIGHTS_TABLE"
 
@@ -63,6 +63,11 @@ class _WeightsTable(Registry):
                 if not isinstance(entry.obj, PretrainedWeights):
                     del self._entries[entry.name]
                     items = entry.obj if isinstance(entry.obj, list | tuple) else [entry.obj]
+                    wrong = next((i for i in items if not isinstance(i, PretrainedWeights)), None)
+                    if wrong is not None:  # the plugin is recorded as failed; every other tag stays
+                        self._plugin_failed(entry, f"gives {type(wrong).__name__}, not a PretrainedWeights "
+                                                   "or a list of them")  # fmt: skip
+                        continue
                     for item in items:
                         self.add(item.tag, item, source=entry.source)
             with resources.files("unetzoo").joinpath("pretrained.json").open() as f:
@@ -70,24 +75,81 @@ class _WeightsTable(Registry):
                     self.add(item["tag"], PretrainedWeights(**item))
         env = os.environ.get(TABLE_ENV, "")
         if env != self._env_tables:
+            tables = {table: read_table(table) for table in filter(None, env.split(os.pathsep))}  # all or none
             old = set(filter(None, (self._env_tables or "").split(os.pathsep)))
             self._entries = {k: e for k, e in self._entries.items() if e.source not in old}
+            for table, items in tables.items():
+                for item in items:
+                    try:
+                        self.add(item.tag, item, source=table)
+                    except ValueError as exc:  # a tag that another table or a plugin has already
+                        self._entries = {k: e for k, e in self._entries.items() if e.source not in tables}
+                        raise WeightsTableError(f"{table} (weights table named in {TABLE_ENV}): {exc}") from None
             self._env_tables = env
-            for table in filter(None, env.split(os.pathsep)):
-                for item in read_table(table):
-                    self.add(item.tag, item, source=table)
+
+
+    def _plugin_failed(self, entry, reason: str) -> None:
+        record = next((r for r in self._plugins if r.name == entry.name and r.package == entry.source), None)
+        if record is not None:
+            record.status, record.reason = "failed", reason
+        warn_once(f"unetzoo: {self.kind} plugin {entry.name} ({entry.source}) failed: {reason}")
 
 
 WEIGHTS = _WeightsTable("weights", group="unetzoo.weights", listing="unetzoo.list_pretrained()")
 
 
+class WeightsTableError(ValueError):
+    """A weights table that cannot be used; the message names the file and what is wrong in it."""
+
+
+_FIELD_TYPES = {"tag": str, "repo_id": str, "revision": str, "sha256": str, "default": bool, "config_sha256": str,
+                "dataset": str, "description": str, "metrics": dict}  # fmt: skip
+
+
 def read_table(path: str | os.PathLike) -> list[PretrainedWeights]:
-    """The tags of a JSON weights table (a list of objects with the fields of ``PretrainedWeights``)."""
+    """The tags of a JSON weights table: a list of objects with the fields of ``PretrainedWeights``
+    (``tag`` as ``"<model>.<name>"``, ``repo_id``, ``revision`` and ``sha256`` required).
+
+    A missing or unreadable file, text that is not UTF-8 or not JSON, and a wrong structure
+    are a :class:`WeightsTableError` naming the file (and the entry and field).
+    """
+    where = f"{os.fspath(path)} (weights table named in {TABLE_ENV})"
     try:
-        items = json.loads(Path(path).read_text())
-        return [PretrainedWeights(**item) for item in items]
-    except (OSError, json.JSONDecodeError, TypeError) as exc:
-        raise ValueError(f"weights table {str(path)!r} ({TABLE_ENV}) is not readable: {exc}") from exc
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise WeightsTableError(f"{where}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        items = json.loads(raw.decode("utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        raise WeightsTableError(f"{where}: not UTF-8 text (byte {exc.start}); save it as UTF-8 JSON") from None
+    except json.JSONDecodeError as exc:
+        raise WeightsTableError(f"{where}: not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") \
+            from None  # fmt: skip
+    if not isinstance(items, list):
+        raise WeightsTableError(f"{where}: holds a JSON {type(items).__name__}; write a list of objects with the "
+                                "fields tag, repo_id, revision, sha256 (see unetzoo.weight_tags.write_table)")  # fmt: skip
+    return [_table_entry(item, i, where) for i, item in enumerate(items)]
+
+
+def _table_entry(item: Any, index: int, where: str) -> PretrainedWeights:
+    """Entry ``index`` of a weights table as a :class:`PretrainedWeights`, its fields checked."""
+    entry = f"{where}: entry {index + 1}"
+    if not isinstance(item, dict):
+        raise WeightsTableError(f"{entry} is a JSON {type(item).__name__}, not an object")
+    known = {f.name for f in fields(PretrainedWeights)}
+    unknown = sorted(set(item) - known)
+    if unknown:
+        raise WeightsTableError(f"{entry}: unknown field {unknown[0]!r}; the fields are {', '.join(sorted(known))}")
+    required = [f.name for f in fields(PretrainedWeights) if f.default is MISSING and f.default_factory is MISSING]
+    missing = [k for k in required if k not in item]
+    if missing:
+        raise WeightsTableError(f"{entry}: field {missing[0]!r} is missing; {', '.join(required)} are required")
+    for key, kind in _FIELD_TYPES.items():
+        if key in item and not isinstance(item[key], kind):
+            raise WeightsTableError(f"{entry}: field {key!r} is {item[key]!r}, not a {kind.__name__}")
+    if "." not in item["tag"].strip(".") or item["tag"].startswith("."):
+        raise WeightsTableError(f"{entry}: tag {item['tag']!r}; write it as '<model>.<name>'")
+    return PretrainedWeights(**item)
 
 
 def write_table(path: str | os.PathLike, items: list[PretrainedWeights]) -> None:

@@ -28,30 +28,29 @@ from ..checkpoint import (
     _swap_into_place,
 )
 from ..network import check_hub
-from .factory import MODELS, model_spec
+from .factory import MODELS, Preprocessing, model_spec, preprocessing_of
 from .papers import full_references
 
 _SAVED = (WEIGHTS_NAME, CONFIG_NAME, CARD_NAME)
 
 
 def default_preprocessing(model: nn.Module) -> dict[str, Any]:
-    """Normalisation and size hints for a model: ImageNet statistics for timm encoders.
+    """The preprocessing entry of a model's ``config.json``, from its registered model's
+    :class:`~unetzoo.models.factory.Preprocessing` (:func:`~unetzoo.models.factory.preprocessing_of`).
 
-    Inputs are scaled to [0, 1] first; ``mean``/``std`` then apply per channel.
+    Inputs are scaled to [0, 1] first (``scale``); ``mean``/``std`` then apply per channel.
+    ``input_multiple`` (also written as ``pad_multiple``, its older name) and ``expected_size``
+    describe sizes; ``input_size`` is the size training resized to, filled in by training.
+    A model that is not registered gets scaling only and its ``output_stride`` as multiple.
     """
-    config = getattr(model, "config", {})
-    channels = int(config.get("in_channels", 3))
-    if config.get("encoder", "classic") != "classic":
-        mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
-        if channels != 3:
-            mean, std = [sum(mean) / 3] * channels, [sum(std) / 3] * channels
+    config = getattr(model, "config", None) or {}
+    channels = int(config.get("in_channels", getattr(model, "in_channels", 3)))
+    name = config.get("architecture")
+    if isinstance(name, str) and name in MODELS:
+        prep = preprocessing_of(name, model)
     else:
-        mean, std = [0.0] * channels, [1.0] * channels
-    prep: dict[str, Any] = {"scale": 1 / 255, "mean": mean, "std": std, "input_size": None}
-    stride = getattr(model, "output_stride", None)
-    if stride:
-        prep["pad_multiple"] = stride
-    return prep
+        prep = Preprocessing(input_multiple=int(getattr(model, "output_stride", None) or 1))
+    return prep.to_dict(channels)
 
 
 def model_preprocessing(model: nn.Module) -> dict[str, Any]:
@@ -126,7 +125,8 @@ def model_card(config: Mapping[str, Any], parameters: int, repo_id: str | None =
         lines.append(f"- class names: {', '.join(config['class_names'])}")
     prep = config["preprocessing"]
     lines += [
-        f"- preprocessing: scale {prep.get('scale')}, mean {prep.get('mean')}, std {prep.get('std')}",
+        f"- preprocessing: scale {prep.get('scale')}, mean {prep.get('mean')}, std {prep.get('std')}"
+        + (f", input multiple {prep['input_multiple']}" if prep.get("input_multiple") else ""),
         "",
         "## How to load",
         "",

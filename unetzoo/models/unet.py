@@ -8,8 +8,8 @@ import torch
 from torch import Tensor, nn
 
 from ..blocks import ASPP, CBAM, AttentionGate, Upsample, layers, make_attention, make_stage_block
-from ..encoders import build_encoder
-from .base import SegmentationModel
+from ..encoders import build_encoder, encoder_reductions
+from .base import SegmentationModel, check_decoder_length
 
 SKIP_GATES = ("attention", "cbam")
 BOTTLENECKS = ("conv", "r2", "residual", "aspp", "none")
@@ -79,7 +79,8 @@ class UNet(SegmentationModel):
         in_channels, classes: input channels and output classes (any counts).
         encoder: ``"classic"`` (stage blocks with max pooling) or the name of a timm model.
         encoder_channels: stage widths of the classic encoder, shallow first.
-        encoder_depth: number of timm feature levels.
+        encoder_depth: number of encoder feature levels: 1 to what a timm encoder offers (default
+            5); the classic encoder's is ``len(encoder_channels) + 1``, the default.
         encoder_weights: pretrained encoder weights (``None``: random init).
         encoder_block, decoder_block: stage block names (``double_conv``, ``r2``, ``residual``).
         encoder_attention: ``se``/``cbam`` after each classic encoder stage.
@@ -110,7 +111,7 @@ class UNet(SegmentationModel):
         *,
         encoder: str = "classic",
         encoder_channels: Sequence[int] = (64, 128, 256, 512),
-        encoder_depth: int = 5,
+        encoder_depth: int | None = None,
         encoder_weights: str | None = None,
         encoder_block: str = "double_conv",
         encoder_attention: str | None = None,
@@ -136,7 +137,10 @@ class UNet(SegmentationModel):
     ) -> None:
         super().__init__()
         self._setup(locals())
-        layers.check_spatial_dims(spatial_dims)
+        encoder_depth = self.config["encoder_depth"]
+        levels = encoder_reductions(encoder, encoder_channels, encoder_depth)
+        if levels:  # known before the encoder is built (timm models without feature_info are not)
+            check_decoder_length(type(self), decoder_channels, len(levels) - 1, exact=False)
         block_opts = dict(norm=norm, act=act, bias=conv_bias, t=t)
         self.encoder = build_encoder(
             encoder,
@@ -161,11 +165,6 @@ class UNet(SegmentationModel):
             aspp_rates,
             dict(block_opts, dropout=encoder_dropout),
         )
-        if len(decoder_channels) < len(skip_channels):
-            raise ValueError(
-                f"decoder_channels has {len(decoder_channels)} stages but the encoder gives "
-                f"{len(skip_channels)} skips; give at least one decoder stage per skip"
-            )
         self.decoder = nn.ModuleList()
         skips_deep_first = skip_channels[::-1]
         for i, out_ch in enumerate(decoder_channels):

@@ -12,8 +12,8 @@ import torch
 from torch import Tensor, nn
 
 from ..blocks import Upsample, layers, make_stage_block
-from ..encoders import build_encoder
-from .base import SegmentationModel
+from ..encoders import build_encoder, encoder_reductions
+from .base import SegmentationModel, check_decoder_length
 from .unet import _bottleneck
 
 
@@ -40,7 +40,7 @@ class UNetPlusPlus(SegmentationModel):
         *,
         encoder: str = "classic",
         encoder_channels: Sequence[int] = (32, 64, 128, 256),
-        encoder_depth: int = 5,
+        encoder_depth: int | None = None,
         encoder_weights: str | None = None,
         encoder_block: str = "double_conv",
         bottleneck: str = "conv",
@@ -61,7 +61,10 @@ class UNetPlusPlus(SegmentationModel):
     ) -> None:
         super().__init__()
         self._setup(locals())
-        layers.check_spatial_dims(spatial_dims)
+        encoder_depth = self.config["encoder_depth"]
+        levels = encoder_reductions(encoder, encoder_channels, encoder_depth)
+        if levels:  # known before the encoder is built (timm models without feature_info are not)
+            check_decoder_length(type(self), decoder_channels, len(levels) - 1, exact=True)
         block_opts = dict(norm=norm, act=act, bias=conv_bias, t=t)
         self.encoder = build_encoder(
             encoder,
@@ -80,8 +83,6 @@ class UNetPlusPlus(SegmentationModel):
         )
         depth = len(skip_channels)
         node_ch = list(decoder_channels or skip_channels[::-1])[::-1]
-        if len(node_ch) != depth:
-            raise ValueError(f"decoder_channels needs one width per skip level ({depth}), got {len(node_ch)}")
         self.ups = nn.ModuleDict()
         self.nodes = nn.ModuleDict()
         level_channels = [*skip_channels, bottom]  # X[i][0]

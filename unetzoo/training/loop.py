@@ -30,6 +30,7 @@ from ..data.torch_dataset import mix_seed
 from ..hub import model_preprocessing, save_pretrained
 from ..metrics import confusion_counts, scores
 from ..models import mask_logits
+from ..models.base import explain_norm_error
 from .config import ConfigError, FinetuneConfig, parse_size, write_yaml
 from .data import build_datasets, choose_split, epoch_order, full_size, make_loader, open_training_dataset
 from .optim import ModelEMA, build_optimizer, build_scheduler
@@ -124,6 +125,8 @@ class Trainer:
         torch.manual_seed(config.seed)
 
         dataset, labels = open_training_dataset(config)
+        if config.ignore_index is None:  # the dataset's value for pixels of no class (LabelMe __ignore__)
+            config.ignore_index = dataset.ignore_index
         self.dataset = dataset
         self.split = choose_split(dataset, config)
         mode, classes, in_channels = resolve_task(config, dataset)
@@ -294,7 +297,13 @@ class Trainer:
         image = batch["image"].to(acc.device, non_blocking=True).contiguous(memory_format=self.memory_format)
         target = batch["mask"].to(acc.device, non_blocking=True)
         with acc.autocast():
-            out = self.model(image)
+            try:
+                out = self.model(image)
+            except ValueError as exc:  # a norm layer that sees one value per channel, said in the model's words
+                message = explain_norm_error(acc.unwrap_model(self.model, keep_torch_compile=False), exc, image)
+                if message is None:
+                    raise
+                raise ConfigError(f"{self.config.model}: {message}") from exc
         class_logits = None
         if isinstance(out, tuple):
             out, class_logits = out
