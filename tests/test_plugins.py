@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -25,13 +24,17 @@ def pip(*args: str) -> None:
     )  # fmt: skip
 
 
-def install(*paths: Path) -> None:
-    """pip install into this test environment, offline: no dependencies fetched, no build isolation."""
-    pip("install", "--no-deps", "--no-build-isolation", "--no-index", *map(str, paths))
+def install(*paths: Path, target: Path | None = None) -> None:
+    """pip install offline (no dependencies fetched, no build isolation): into this test environment,
+    or into the folder ``target``, which only processes started by :func:`run` with it see."""
+    where = ["--target", str(target)] if target else []
+    pip("install", "--no-deps", "--no-build-isolation", "--no-index", *where, *map(str, paths))
 
 
-def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+def run(*args: str, check: bool = True, site: Path | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": "200"}
+    if site is not None:
+        env["PYTHONPATH"] = str(site)
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, check=check)
 
 
@@ -78,41 +81,23 @@ def test_plugin_own_tests_pass(installed, name: str) -> None:
 
 
 def test_a_broken_plugin_is_reported_and_the_rest_works(tmp_path: Path) -> None:
-    pkg = tmp_path / "broken"
-    (pkg / "unetzoo_broken").mkdir(parents=True)
-    (pkg / "unetzoo_broken" / "__init__.py").write_text(
-        "raise ImportError('this plugin is broken on purpose')\n"
-    )
-    (pkg / "pyproject.toml").write_text(
-        textwrap.dedent("""
-        [build-system]
-        requires = ["setuptools>=61"]
-        build-backend = "setuptools.build_meta"
-        [project]
-        name = "unetzoo-broken-example"
-        version = "0.0.1"
-        [project.entry-points."unetzoo.losses"]
-        broken_loss = "unetzoo_broken:Loss"
-        [tool.setuptools]
-        packages = ["unetzoo_broken"]
-    """)
-    )
-    install(pkg)
-    try:
-        plugins = run("-m", "unetzoo.cli", "list", "plugins")
-        assert plugins.returncode == 0
-        assert "broken_loss (unetzoo-broken-example: unetzoo_broken:Loss)" in plugins.stdout
-        assert "this plugin is broken on purpose" in plugins.stdout
-        losses = run("-m", "unetzoo.cli", "list", "losses")
-        assert losses.returncode == 0 and "dice_focal" in losses.stdout
-        assert "broken_loss" in losses.stderr and "failed to load" in losses.stderr
-        api = run(
-            "-c",
-            "import unetzoo.losses as L; print(L.create_loss('dice')(__import__('torch').zeros(1,1,2,2), __import__('torch').zeros(1,2,2)).item())",
-        )
-        assert api.returncode == 0 and "failed to load" in api.stderr
-    finally:
-        pip("uninstall", "-y", "unetzoo-broken-example")
+    """A package that raises on import: listed as failed with its error; every built-in still listed."""
+    from tests.test_plugin_isolation import make_distribution
+
+    site = tmp_path / "site"
+    make_distribution(
+        site, "unetzoo-broken-example", "unetzoo_broken", "raise ImportError('this plugin is broken on purpose')\n",
+        {"unetzoo.losses": {"broken_loss": "unetzoo_broken:Loss"}},
+    )  # fmt: skip
+    plugins = run("-m", "unetzoo.cli", "list", "plugins", site=site)
+    assert plugins.returncode == 0
+    row = next(line for line in plugins.stdout.splitlines() if "broken_loss" in line)
+    assert "unetzoo-broken-example" in row and "unetzoo_broken:Loss" in row
+    assert "failed: ImportError: this plugin is broken on purpose" in row
+    losses = run("-m", "unetzoo.cli", "list", "losses", site=site)
+    assert losses.returncode == 0 and "dice_focal" in losses.stdout
+    shown = "broken_loss (unetzoo-broken-example: unetzoo_broken:Loss) failed to load"
+    assert losses.stderr.count(shown) == 1
 
 
 def test_the_docs_example_plugin_works_as_written(tmp_path: Path) -> None:
@@ -137,17 +122,15 @@ def test_the_docs_example_plugin_works_as_written(tmp_path: Path) -> None:
     Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(data / "img" / "a.png")
     Image.fromarray(mask).save(data / "lab" / "a.png")
     (data / "pairs.csv").write_text("image,mask\nimg/a.png,lab/a.png\n")
-    install(pkg)
-    try:
-        out = run("-m", "unetzoo.cli", "list", "plugins").stdout
-        assert "csvpairs" in out and "soft_iou" in out and "my-unetzoo-extras" in out
-        script = (
-            "import torch; from unetzoo.data import open_dataset; from unetzoo.losses import create_loss; "
-            f"ds = open_dataset({str(data)!r}); "
-            "print(ds.format, int(ds[0].mask.sum()), float(create_loss('soft_iou')(torch.zeros(1, 1, 2, 2), torch.ones(1, 2, 2))))"
-        )
-        fmt, foreground, loss = run("-c", script).stdout.split()
-        assert (fmt, foreground) == ("csvpairs", "16")
-        assert abs(float(loss) - (1 - 3 / 5)) < 1e-6  # p = 0.5 on 4 pixels: 1 - (2 + 1) / (2 + 4 - 2 + 1)
-    finally:
-        pip("uninstall", "-y", "my-unetzoo-extras")
+    site = tmp_path / "site"
+    install(pkg, target=site)
+    out = run("-m", "unetzoo.cli", "list", "plugins", site=site).stdout
+    assert "csvpairs" in out and "soft_iou" in out and "my-unetzoo-extras" in out
+    script = (
+        "import torch; from unetzoo.data import open_dataset; from unetzoo.losses import create_loss; "
+        f"ds = open_dataset({str(data)!r}); "
+        "print(ds.format, int(ds[0].mask.sum()), float(create_loss('soft_iou')(torch.zeros(1, 1, 2, 2), torch.ones(1, 2, 2))))"
+    )
+    fmt, foreground, loss = run("-c", script, site=site).stdout.split()
+    assert (fmt, foreground) == ("csvpairs", "16")
+    assert abs(float(loss) - (1 - 3 / 5)) < 1e-6  # p = 0.5 on 4 pixels: 1 - (2 + 1) / (2 + 4 - 2 + 1)
