@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
 
-from ..registry import Registry
+from ..registry import BUILTIN, Registry, call_mismatch, one_line
 from .base import SPLIT_NAMES, ConcatSplits, SegmentationDataset
 from .formats import IMAGE_DIRS, MASK_DIRS, ROI_DIRS, Contours, PairedFolders, SliceStack, Volumes
-from .io import DataError, is_volume
+from .io import DataError, is_image, is_volume
 from .labelme import LabelMe
 
 DATASETS = Registry("dataset", group="unetzoo.datasets", listing="unetzoo.list_datasets()")
@@ -53,12 +54,53 @@ def resolve_data_path(data: str | os.PathLike) -> Path:
     return Path(text)
 
 
+def is_labelme_project(root: Path, depth: int = 2) -> bool:
+    """Whether LabelMe JSON files (objects with a ``shapes`` list) sit in ``root`` or in its
+    sub-folders down to ``depth`` levels (``project/annotations/*.json`` beside ``project/images/``).
+
+    The first JSON file of each folder decides for that folder; hidden folders are skipped.
+    """
+    first = min((p for p in root.glob("*.json") if not p.name.startswith(".")), default=None)
+    if first is not None:
+        try:
+            doc = json.loads(first.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            doc = None
+        if isinstance(doc, dict) and isinstance(doc.get("shapes"), list):
+            return True
+    if depth == 0:
+        return False
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return any(is_labelme_project(folder, depth - 1) for folder in folders)
+
+
+def _holds_images(folder: Path) -> bool:
+    """Whether ``folder`` or one of its sub-folders (one per class) holds image files."""
+    return any(
+        is_image(p) or (p.is_dir() and any(is_image(q) for q in p.iterdir())) for p in folder.iterdir()
+    )
+
+
 def detect_format(root: Path, options: dict[str, Any]) -> SegmentationDataset:
     """The dataset at ``root``, its format read from the layout."""
     for entry in DATASETS:  # plugin formats that can recognise their own layout go first
         detect = getattr(entry.obj, "detect", None)
-        if entry.source != "unetzoo" and callable(detect) and detect(root):
+        if entry.source == BUILTIN or not callable(detect):
+            continue
+        try:
+            found = detect(root)
+        except Exception as exc:  # a plugin's broken detect() must not stop detection
+            DATASETS.fail(
+                entry.name, f"detect({str(root)!r}) raised {one_line(exc)}; detection went on without it"
+            )
+            continue
+        if not found:
+            continue
+        refused = call_mismatch(entry.obj, root, **options)  # e.g. a class without strict=, for check-data
+        if not refused:
             return entry.obj(root, **options)
+        DATASETS.fail(entry.name, f"it recognises {root} but cannot open it: {refused}; "
+                                  "detection went on without it")  # fmt: skip
     if not root.is_dir():
         raise DataError(f"{root}: a dataset is a folder; pass format= for anything else")
     subdirs = {p.name: p for p in root.iterdir() if p.is_dir()}
@@ -69,6 +111,8 @@ def detect_format(root: Path, options: dict[str, Any]) -> SegmentationDataset:
         return ConcatSplits(root, {name: detect_format(p, options) for name, p in sorted(splits.items())})
     images = next((d for d in IMAGE_DIRS if d in subdirs), None)
     masks = next((d for d in MASK_DIRS if d in subdirs and d != images), None)
+    if not (masks and _holds_images(subdirs[masks])) and is_labelme_project(root):
+        return LabelMe(root, **options)
     if images and masks:
         if any(is_volume(p) for p in subdirs[images].iterdir()):
             return Volumes(root, images=images, labels=masks, **options)
