@@ -202,7 +202,7 @@ def evaluate(
         raise EvaluationError(f"--roi: {data} has no region-of-interest masks")
     class_names = (getattr(model, "pretrained_info", None) or {}).get("class_names")
     counts, names, pairs, distances = _run(model, items, size, opts, float(threshold), roi, accelerator, progress,
-                                           class_names)  # fmt: skip
+                                           class_names, dataset.ignore_index)  # fmt: skip
     mode = "binary" if classes == 1 else "multiclass"
     global_scores = scores(counts, reduction="global", class_names=class_names)
     global_scores.update(roc_auc_from_pairs(*pairs, mode=mode, class_names=class_names))
@@ -231,8 +231,9 @@ def training_size(source: Source) -> tuple[int, ...] | None:
 
 
 def _run(model, items: TorchDataset, size, opts, threshold: float, use_roi: bool, accelerator, progress,
-         class_names):  # fmt: skip
-    """Per-image counts and ids, pooled (probability, label) pairs and per-image distances, gathered."""
+         class_names, ignore_index: int | None = None):  # fmt: skip
+    """Per-image counts and ids, pooled (probability, label) pairs and per-image distances, gathered.
+    Pixels of the dataset's ``ignore_index`` count nowhere, as pixels outside a region of interest."""
     loader = torch.utils.data.DataLoader(items, batch_size=1, num_workers=0,
                                          collate_fn=lambda batch: batch[0])  # fmt: skip
     if accelerator is not None:
@@ -247,6 +248,7 @@ def _run(model, items: TorchDataset, size, opts, threshold: float, use_roi: bool
         probs = probabilities_of(model, image, size=size, **opts)
         roi = item["roi"][None].to(device) if use_roi and "roi" in item else None
         mask = item["mask"][None].to(device)
+        roi, mask = without_ignored(mask, roi, ignore_index)
         count = counts_of(probs, mask, threshold, roi)
         mode = "binary" if probs.shape[1] == 1 else "multiclass"
         pairs = pooled_scores(probs, mask, mode=mode, roi=roi)
@@ -277,6 +279,18 @@ def _run(model, items: TorchDataset, size, opts, threshold: float, use_roi: bool
     return torch.cat(counts), names, pairs, {k: torch.cat(v) for k, v in distances.items()}
 
 
+def without_ignored(mask: torch.Tensor, roi: torch.Tensor | None, ignore_index: int | None):
+    """``(roi, mask)`` with the ``ignore_index`` pixels taken out of the region of interest (and set
+    to 0 in the mask, which no metric then sees)."""
+    if ignore_index is None:
+        return roi, mask
+    kept = mask != ignore_index
+    if not bool(kept.all()):
+        mask = mask * kept
+        roi = kept if roi is None else roi.bool() & kept
+    return roi, mask
+
+
 def _auto_threshold(source: Source, model: nn.Module, size, opts, use_roi: bool) -> float:
     """The threshold of the best global Dice over ``THRESHOLD_GRID`` on the run's validation split
     (pixels within the region of interest with ``use_roi``)."""
@@ -295,9 +309,11 @@ def _auto_threshold(source: Source, model: nn.Module, size, opts, use_roi: bool)
         item = items[i]
         with torch.no_grad():
             p = probabilities_of(model, item["image"][None], size=size, **opts).cpu().flatten()
-        m = item["mask"].flatten()
-        if use_roi and "roi" in item:
-            inside = item["roi"].flatten().bool()
+        roi, m = without_ignored(item["mask"], item["roi"] if use_roi and "roi" in item else None,
+                                 dataset.ignore_index)  # fmt: skip
+        m = m.flatten()
+        if roi is not None:
+            inside = roi.flatten().bool()
             p, m = p[inside], m[inside]
         probs.append(p)
         masks.append(m)
