@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import pytest
 import torch
 from torch import nn
@@ -15,9 +17,6 @@ import unetzoo
 from unetzoo.export import ExportError, export
 from unetzoo.models import UNet
 from unetzoo.models.factory import model_spec
-
-onnx = pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
 
 CLASSIC = dict(encoder_channels=(4, 8, 8, 16), bottleneck_channels=16)
 MODELS_2D = [n for n in unetzoo.list_models() if (s := model_spec(n)) is not None and s.spatial_dims == 2]

@@ -281,7 +281,7 @@ def test_invalid_targets_raise() -> None:
     )
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="compares GPU with CPU counts: needs a CUDA device (runs on GPU machines only)")
 @pytest.mark.parametrize("mode", MODES)
 def test_cuda_counts_equal_cpu_counts(mode: str) -> None:
     logits, target = make_batch(mode, (4, 5, 6))

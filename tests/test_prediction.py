@@ -130,7 +130,8 @@ def test_refusals_before_writing(binary: Source, tmp_path: Path) -> None:
 
 
 def test_nifti_keeps_geometry(tmp_path: Path) -> None:
-    nib = pytest.importorskip("nibabel")
+    import nibabel as nib
+
     affine = np.array([[0.0, 0.0, 2.0, -40.5], [0.7, 0.0, 0.0, 12.25], [0.0, -0.8, 0.0, 7.0],
                        [0.0, 0.0, 0.0, 1.0]])  # fmt: skip
     data = np.random.default_rng(0).normal(100, 20, (12, 10, 6)).astype(np.int16)
@@ -156,7 +157,8 @@ def test_nifti_keeps_geometry(tmp_path: Path) -> None:
 
 
 def test_volume_for_2d_model_reported(binary: Source, tmp_path: Path) -> None:
-    nib = pytest.importorskip("nibabel")
+    import nibabel as nib
+
     nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), dtype=np.float32), np.eye(4)), tmp_path / "v.nii.gz")
     report = predict_files(binary, [str(tmp_path / "v.nii.gz")], tmp_path / "out", device="cpu")
     assert report.written == [] and "2D" in report.failures[0][1]
