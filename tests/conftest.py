@@ -47,3 +47,21 @@ def hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     return cache
+
+
+def error_with_and_without(outside: Path, create, call) -> str:
+    """The DataError message of ``call()`` when ``outside`` exists (made by ``create(outside)``) and
+    when it does not; both must be the same, so the error tells nothing of files outside a dataset."""
+    from unetzoo.data import DataError
+
+    messages = []
+    for exists in (True, False):
+        if exists:
+            create(outside)
+        else:
+            outside.unlink()
+        with pytest.raises(DataError) as info:
+            call()
+        messages.append(str(info.value))
+    assert messages[0] == messages[1]
+    return messages[0]

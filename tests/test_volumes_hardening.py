@@ -9,6 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from tests.conftest import error_with_and_without
 from unetzoo.data import DataError, open_dataset
 
 # A block around the left hippocampus (AAL value 37) of the mricron ch2 volume.
@@ -107,18 +108,13 @@ def test_msd_paths_outside_the_folder_are_refused_alike_whether_they_exist(
     escape = str(outside) if escape == "ABSOLUTE" else escape
     good = {"image": "./imagesTr/a.nii.gz", "label": "./labelsTr/a.nii.gz"}
     root = msd(tmp_path / "task", [good, {"image": escape, "label": "./labelsTr/a.nii.gz"}])
-    messages = []
-    for exists in (True, False):
-        if exists:
-            outside.parent.mkdir()
-            nib.save(nib.Nifti1Image(np.zeros((4, 5, 6), np.float32), np.eye(4)), outside)
-        else:
-            outside.unlink()
-        with pytest.raises(DataError) as info:
-            open_dataset(root)
-        messages.append(str(info.value))
-    assert messages[0] == messages[1]
-    assert "task/dataset.json: path" in messages[0] and repr(escape) in messages[0]
+
+    def create(path: Path) -> None:
+        path.parent.mkdir()
+        nib.save(nib.Nifti1Image(np.zeros((4, 5, 6), np.float32), np.eye(4)), path)
+
+    message = error_with_and_without(outside, create, lambda: open_dataset(root))
+    assert "task/dataset.json: path" in message and repr(escape) in message
     lenient = open_dataset(root, strict=False)
     assert lenient.ids == ["a"] and [Path(p.file).name for p in lenient.problems] == ["dataset.json"]
 
