@@ -254,8 +254,9 @@ def is_colour(array: np.ndarray) -> bool:
     """Whether a mask array is colour-coded: some pixel's channels differ by more than ``GREY_SPREAD``."""
     if array.ndim == 2 or array.shape[-1] < 3:
         return False
-    rgb = array[..., :3].astype(np.int32)
-    return bool((rgb.max(-1) - rgb.min(-1)).max(initial=0) > GREY_SPREAD)
+    r, g, b = array[..., 0], array[..., 1], array[..., 2]  # channel by channel: reducing the short
+    spread = np.maximum(np.maximum(r, g), b) - np.minimum(np.minimum(r, g), b)  # last axis is slow
+    return bool(spread.max(initial=0) > GREY_SPREAD)
 
 
 def _grey(array: np.ndarray, path, mode: str) -> np.ndarray:
@@ -267,6 +268,10 @@ def _grey(array: np.ndarray, path, mode: str) -> np.ndarray:
         return array[..., 0]
     rgb = array[..., :3]
     if not is_colour(rgb):
+        if rgb.dtype.kind in "ui":  # the rounded channel mean in integers: (r + g + b + 1) // 3
+            wide = np.uint16 if rgb.dtype == np.uint8 else np.int64
+            total = rgb[..., 0].astype(wide) + rgb[..., 1] + rgb[..., 2]
+            return ((total + 1) // 3).astype(rgb.dtype)
         return np.round(rgb.mean(-1)).astype(rgb.dtype)
     if mode == "binary":
         corner = ((rgb >= 128) * np.array([4, 2, 1])).sum(-1)  # the nearest of the 8 RGB-cube corners
