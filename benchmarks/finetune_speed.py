@@ -50,7 +50,6 @@ from unetzoo.data.torch_dataset import mix_seed, pad_collate
 from unetzoo.losses import create_loss
 from unetzoo.models import create_model
 from unetzoo.training import FinetuneConfig, Trainer
-from unetzoo.training import loop as loop_module
 from unetzoo.training.data import epoch_order
 from unetzoo.training.setup import cpu_supports_bf16, resolve_mixed_precision
 
@@ -95,13 +94,13 @@ class TimedTrainer(Trainer):
         """Train ``len(batches)`` optimizer steps through ``_train_epoch`` on these batches."""
         self.marks = []
 
-        def loader(*args, **kwargs):
+        def loader():
             for batch in batches:
                 self.marks.append(clock())
                 yield batch
 
         self.total_steps = self.state.step + len(batches)
-        with mock.patch.object(loop_module, "make_loader", loader):
+        with mock.patch.object(self, "train_loader", loader()):
             self._train_epoch()
         return steps_between(self.marks)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +102,43 @@ def test_pad_collate_pads_ragged_batches_and_marks_the_padding() -> None:
          "roi": torch.tensor([[True, False, True]] * 6)},
     ]  # fmt: skip
     batch = pad_collate(items)
-    assert batch["image"].shape == (2, 3, 6, 5) and batch["mask"].shape == (2, 6, 5) and batch["id"] == ["a", "b"]
+    assert (
+        batch["image"].shape == (2, 3, 6, 5)
+        and batch["mask"].shape == (2, 6, 5)
+        and batch["id"] == ["a", "b"]
+    )
     assert int(batch["roi"][0].sum()) == 20 and int(batch["roi"][1].sum()) == 12
     assert float(batch["image"][0, :, 4:].abs().sum()) == 0 and int(batch["mask"][1, :, 3:].sum()) == 0
+
+
+class _WithPid(TorchDataset):
+    """Items that say which process read them."""
+
+    def __getitem__(self, index: int) -> dict:
+        return {**super().__getitem__(index), "pid": os.getpid()}
+
+
+def test_the_training_loader_keeps_its_workers_and_augments_each_epoch_as_that_epoch(tmp_path: Path) -> None:
+    from unetzoo.training.data import EpochBatches, close_loader, make_loader
+
+    seeded = _WithPid(
+        open_dataset(_identical_samples(tmp_path / "d")), build_transform("heavy", size=32), seed=3
+    )
+    batches = EpochBatches(batch_size=3)
+    loader = make_loader(seeded, batches, workers=1, pin_memory=False)
+    order = [2, 0, 3, 1]
+    epochs, pids = [], set()
+    for epoch in (0, 1, 1):  # epoch 1 twice: a resumed epoch reads the same items again
+        batches.start(epoch, order)
+        assert len(loader) == 2
+        got = list(loader)
+        assert [len(b["id"]) for b in got] == [3, 1]
+        epochs.append(torch.cat([b["image"] for b in got]))
+        pids |= {int(p) for b in got for p in b["pid"]}
+    close_loader(loader)
+    assert len(pids) == 1 and os.getpid() not in pids  # one worker, started once
+    for epoch, images in zip((0, 1), epochs, strict=False):
+        seeded.set_epoch(epoch)
+        expected = torch.stack([seeded[i]["image"] for i in order])
+        assert torch.equal(images, expected)  # as the main process reads epoch `epoch`
+    assert not torch.equal(epochs[0], epochs[1]) and torch.equal(epochs[1], epochs[2])

@@ -126,6 +126,19 @@ def test_frozen_encoder_stays_bit_identical_statistics_included(kvasir: Path, tm
     assert not all(torch.equal(after_one[k], initial[k]) for k in decoder)
 
 
+def test_loader_workers_change_nothing_but_speed(kvasir: Path, tmp_path: Path) -> None:
+    """Workers live through the run; every epoch still gets its own augmentation, as without workers."""
+    weights = []
+    for workers in (0, 2):
+        run = tmp_path / f"workers{workers}"
+        result = invoke("unet", kvasir, "--out", run, *TINY_UNET, *FAST, "--epochs", "3", "--val", "0.25",
+                        "--workers", str(workers), "--deterministic")  # fmt: skip
+        assert result.exit_code == 0, result.output
+        weights.append(load_file(run / "last" / "model.safetensors"))
+        assert [r["step"] for r in read_metrics(run)] == ["4", "8", "12"]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
 def test_encoder_lr_mult_zero_never_changes_the_encoder(kvasir: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     assert invoke("unet", kvasir, "--out", run, *TINY_UNET, *FAST, "--max-steps", "4",

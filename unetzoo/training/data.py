@@ -164,21 +164,80 @@ def epoch_order(n: int, seed: int, epoch: int, world: int, rank: int, batch: int
     return mine[: batches * batch]
 
 
-def make_loader(dataset: TorchDataset, indices: list[int] | None, batch_size: int, workers: int,
+class EpochBatches(torch.utils.data.Sampler):
+    """Batches of ``(epoch, index)`` pairs over the sample order of the current epoch.
+
+    The loop calls :meth:`start` before each epoch with that epoch's order (from
+    :func:`epoch_order`, cut where a resumed epoch goes on). Each index travels with its
+    epoch, so a worker that lives across epochs augments every sample as the epoch it is
+    read for (see :class:`EpochItems`), and one DataLoader serves the whole run.
+    """
+
+    def __init__(self, batch_size: int) -> None:
+        self.batch_size, self.epoch, self.order = batch_size, 0, []
+
+    def start(self, epoch: int, order: list[int]) -> None:
+        self.epoch, self.order = epoch, list(order)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.order) / self.batch_size)
+
+    def __iter__(self):
+        epoch, order, size = self.epoch, self.order, self.batch_size
+        for i in range(0, len(order), size):
+            yield [(epoch, j) for j in order[i : i + size]]
+
+
+class EpochItems(torch.utils.data.Dataset):
+    """Reads ``dataset[index]`` for an ``(epoch, index)`` pair, augmented as that epoch."""
+
+    def __init__(self, dataset: TorchDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict:
+        epoch, index = key
+        self.dataset.set_epoch(epoch)
+        return self.dataset[index]
+
+
+def make_loader(dataset: TorchDataset, batches: int | EpochBatches, workers: int,
                 pin_memory: bool) -> torch.utils.data.DataLoader:  # fmt: skip
-    """A DataLoader over ``indices`` in that order (all samples when ``None``), padding ragged batches."""
-    subset = torch.utils.data.Subset(dataset, indices) if indices is not None else dataset
+    """A DataLoader that pads ragged batches; its workers, if any, live as long as it does.
+
+    ``batches``: a batch size (all samples in order, as validation reads them), or an
+    :class:`EpochBatches` whose order the loop sets before each epoch. Workers are started
+    once, not each epoch: a fork of a process that holds a model and its optimizer state
+    copies every page the training then writes (copy on write), some 0.3 s of CPU a fork
+    for a ResNet-34 U-Net.
+    """
     if workers:
         _single_threaded_opencv()
+    if isinstance(batches, EpochBatches):
+        source, sampling = EpochItems(dataset), {"batch_sampler": batches}
+    else:
+        source, sampling = dataset, {"batch_size": batches, "shuffle": False}
     return torch.utils.data.DataLoader(
-        subset,
-        batch_size=batch_size,
-        shuffle=False,
+        source,
         num_workers=workers,
         collate_fn=pad_collate,
         pin_memory=pin_memory,
-        persistent_workers=False,
+        persistent_workers=workers > 0,
+        **sampling,
     )
+
+
+def close_loader(loader: torch.utils.data.DataLoader) -> None:
+    """Stop a DataLoader's persistent workers now, not when it is garbage-collected.
+
+    A later iteration starts new ones.
+    """
+    iterator = getattr(loader, "_iterator", None)
+    if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+        iterator._shutdown_workers()
+    loader._iterator = None
 
 
 def _single_threaded_opencv() -> None:

@@ -32,7 +32,16 @@ from ..metrics import confusion_counts, scores
 from ..models import mask_logits
 from ..models.base import explain_norm_error
 from .config import ConfigError, FinetuneConfig, parse_size, write_yaml
-from .data import build_datasets, choose_split, epoch_order, full_size, make_loader, open_training_dataset
+from .data import (
+    EpochBatches,
+    build_datasets,
+    choose_split,
+    close_loader,
+    epoch_order,
+    full_size,
+    make_loader,
+    open_training_dataset,
+)
 from .optim import ModelEMA, build_optimizer, build_scheduler
 from .report import Reporter
 from .run_folder import STATE_NAME, RunFolder, as_os_error
@@ -165,8 +174,10 @@ class Trainer:
         if config.compile:
             model = torch.compile(model)
         self.model, self.optimizer = acc.prepare(model, optimizer)
-        val_loader = make_loader(self.plan.val, None, self.plan.val_batch_size, config.workers,
-                                 pin_memory=not cpu)  # fmt: skip
+        self.batches = EpochBatches(config.batch_size)
+        self.train_loader = make_loader(self.plan.train, self.batches, config.workers,
+                                        pin_memory=acc.device.type == "cuda")  # fmt: skip
+        val_loader = make_loader(self.plan.val, self.plan.val_batch_size, config.workers, pin_memory=not cpu)
         self.val_loader = acc.prepare(val_loader)
         acc.register_for_checkpointing(self.scheduler)
         if self.ema is not None:
@@ -216,10 +227,14 @@ class Trainer:
             f"validation samples, {self.steps_per_epoch} steps per epoch, {acc.num_processes} process(es) "
             f"on {acc.device}, mixed precision {c.mixed_precision}"
         )
-        if self.total_steps == 0 and not self.rows:
-            self._end_of_epoch(0.0)
-        while s.epoch < self.epochs and s.step < self.total_steps and not s.stopped_early:
-            self._train_epoch()
+        try:
+            if self.total_steps == 0 and not self.rows:
+                self._end_of_epoch(0.0)
+            while s.epoch < self.epochs and s.step < self.total_steps and not s.stopped_early:
+                self._train_epoch()
+        finally:
+            close_loader(self.train_loader)
+            close_loader(self.val_loader)
         self.reporter.close()
         acc.wait_for_everyone()
         if c.log_with:
@@ -237,9 +252,7 @@ class Trainer:
                             c.batch_size, c.drop_last)  # fmt: skip
         micro_total = len(order) // c.batch_size + (len(order) % c.batch_size > 0)
         start = s.epoch_step * c.accumulate
-        self.plan.train.set_epoch(s.epoch)
-        loader = make_loader(self.plan.train, order[start * c.batch_size :], c.batch_size, c.workers,
-                             pin_memory=acc.device.type == "cuda")  # fmt: skip
+        self.batches.start(s.epoch, order[start * c.batch_size :])
         model = self.model
         model.train()
         frozen = self._frozen()
@@ -249,7 +262,7 @@ class Trainer:
         self.reporter.start_epoch(s.epoch, self.epochs, self.steps_per_epoch, s.epoch_step)
         started = time.perf_counter()
         micro = start
-        for batch in loader:
+        for batch in self.train_loader:
             group_start = micro - micro % c.accumulate
             group = min(c.accumulate, micro_total - group_start)
             last_in_group = micro + 1 == group_start + group
