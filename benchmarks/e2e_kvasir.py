@@ -187,6 +187,12 @@ def contenders(epochs: int, bf16_native: bool) -> dict[str, list[str]]:
     return commands
 
 
+def printable(command: list[str]) -> str:
+    """A command line as recorded in the report: ``python`` and paths relative to the checkout."""
+    root = str(HERE.parent) + os.sep
+    return " ".join(command).replace(sys.executable, "python").replace(root, "")
+
+
 def trained_model(name: str, work: Path) -> torch.nn.Module:
     """The weights a run ended with, in eval mode."""
     if name.startswith("unetzoo"):
@@ -257,7 +263,7 @@ def main() -> None:
         "loader_workers": 1,
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "native_bf16": bf16_native,
                     "torch": torch.__version__, "smp": smp.__version__},
-        "commands": {name: " ".join(c).replace(sys.executable, "python") for name, c in commands.items()},
+        "commands": {name: printable(c) for name, c in commands.items()},
         "results": results,
         "ratios": ratios,
     }  # fmt: skip
