@@ -77,7 +77,7 @@ def main() -> None:
     parameters = sum(p.numel() for p in create_model("unet_resnet34", classes=1).parameters())
     report = {
         "what": "one optimizer step over unet_resnet34's parameters, loop vs foreach vs fused",
-        "command": "python benchmarks/optimizer_step.py " + " ".join(sys.argv[1:]),
+        "command": " ".join(["python benchmarks/optimizer_step.py", *sys.argv[1:]]),
         "parameters": parameters, "rounds": args.rounds, "steps": args.steps, "threads": 1,
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__},
         "results": results,
