@@ -9,7 +9,13 @@ import torch
 from torch import nn
 
 from unetzoo.training import FinetuneConfig
-from unetzoo.training.optim import build_optimizer, fused_step, parameter_groups
+from unetzoo.training.optim import (
+    build_optimizer,
+    fused_step,
+    implementation,
+    parameter_groups,
+    restore_implementation,
+)
 
 
 class TwoPart(nn.Module):
@@ -30,10 +36,11 @@ def tiny_model() -> nn.Module:
     return TwoPart()
 
 
-def config(optimizer: str) -> FinetuneConfig:
+def config(optimizer: str, precision: str = "no") -> FinetuneConfig:
     return FinetuneConfig(
-        model="unet", data="demo", optimizer=optimizer, lr=1e-2, weight_decay=1e-2, momentum=0.9
-    )
+        model="unet", data="demo", optimizer=optimizer, lr=1e-2, weight_decay=1e-2, momentum=0.9,
+        mixed_precision=precision,
+    )  # fmt: skip
 
 
 def reference(model: nn.Module, c: FinetuneConfig) -> torch.optim.Optimizer:
@@ -76,13 +83,64 @@ def test_a_device_without_fused_kernels_gets_torchs_default() -> None:
     assert not fused_step(nn.Module())  # nothing to update
 
 
-def test_a_checkpoint_of_the_unfused_optimizer_resumes_into_the_fused_one() -> None:
-    """Runs saved before the step was fused resume: the saved groups keep their own setting."""
+def train(model: nn.Module, optimizer: torch.optim.Optimizer, steps: int, scaler=None, overflow_first=False) -> None:
+    """``steps`` steps on a fixed batch; with ``scaler`` as fp16 training drives the optimizer,
+    the first step's loss made infinite when ``overflow_first`` (the scaler skips that step)."""
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    for i in range(steps):
+        optimizer.zero_grad()
+        loss = (model(x) - 1).square().mean()
+        if overflow_first and i == 0:
+            loss = loss * float("inf")
+        if scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+
+
+def assert_same_weights(a: nn.Module, b: nn.Module) -> None:
+    for (key, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6, msg=key)
+
+
+@pytest.mark.parametrize("name", ["adamw", "adam", "sgd"])
+def test_fp16_loss_scaling_that_skips_the_first_step_gives_the_unfused_weights(name: str) -> None:
+    """The scaler skips a step whose gradients overflow, usually the first at its initial scale.
+    Fused SGD would then use momentum buffers it never wrote: it is not fused under fp16."""
+    ours_model = tiny_model()
+    ref_model = copy.deepcopy(ours_model)
+    ours = build_optimizer(ours_model, config(name, "fp16"))
+    ref = reference(ref_model, config(name, "fp16"))
+    train(ours_model, ours, 4, torch.amp.GradScaler("cpu"), overflow_first=True)
+    train(ref_model, ref, 4, torch.amp.GradScaler("cpu"), overflow_first=True)
+    assert_same_weights(ours_model, ref_model)
+    assert bool(ours.param_groups[0]["fused"]) == (name != "sgd")
+
+
+@pytest.mark.parametrize("saved_fused", [False, True])
+def test_a_checkpoint_resumes_with_the_kernels_the_optimizer_was_built_with(saved_fused: bool) -> None:
+    """Runs saved before the step was fused resume fused, and fp16 loss scaling still works;
+    a fused checkpoint resumes unfused where fusing is off (SGD under fp16)."""
+    name = "adamw" if not saved_fused else "sgd"
     model = tiny_model()
-    old = reference(model, config("adamw"))
-    model(torch.randn(1, 3, 16, 16)).mean().backward()
-    old.step()
-    new = build_optimizer(model, config("adamw"))
-    new.load_state_dict(old.state_dict())
-    new.step()
-    assert new.state_dict()["state"][0]["step"] == 2
+    saved_with = build_optimizer(model, config(name)) if saved_fused else reference(model, config(name))
+    assert bool(saved_with.param_groups[0]["fused"]) == saved_fused
+    train(model, saved_with, 2)
+    ref_model = copy.deepcopy(model)
+    ref = reference(ref_model, config(name))
+    saved = saved_with.state_dict()  # as a checkpoint holds it: tensors of its own, not the optimizer's
+    ref.load_state_dict(copy.deepcopy(saved))
+
+    resumed = build_optimizer(model, config(name, "fp16"))
+    built = implementation(resumed)
+    resumed.load_state_dict(copy.deepcopy(saved))
+    restore_implementation(resumed, built)
+    assert implementation(resumed) == built
+    train(model, resumed, 3, torch.amp.GradScaler("cpu"))
+    train(ref_model, ref, 3, torch.amp.GradScaler("cpu"))
+    assert_same_weights(model, ref_model)
+    if name == "adamw":
+        assert resumed.state_dict()["state"][0]["step"] == 5

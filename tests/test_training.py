@@ -139,6 +139,26 @@ def test_loader_workers_change_nothing_but_speed(kvasir: Path, tmp_path: Path) -
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
+def test_a_checkpoint_of_an_unfused_optimizer_resumes_fused(kvasir: Path, tmp_path: Path) -> None:
+    """Runs checkpointed before the optimizer step was fused go on with the fused step."""
+    from unetzoo.training import Trainer
+    from unetzoo.training.setup import config_for_resume
+
+    run = tmp_path / "run"
+    result = invoke("unet", kvasir, "--out", run, *TINY_UNET, *FAST, "--epochs", "1", "--val", "0.25")
+    assert result.exit_code == 0, result.output
+    (saved,) = (run / "checkpoints").glob("*/optimizer.bin")
+    state = torch.load(saved, weights_only=True)
+    assert all(group["fused"] for group in state["param_groups"])
+    for group in state["param_groups"]:
+        group["fused"] = None  # as torch.optim.AdamW(...) without fused=True saved it
+    torch.save(state, saved)
+    trainer = Trainer(config_for_resume(run, {"epochs": 2}), resume=True, quiet=True)
+    assert all(group["fused"] for group in trainer.optimizer.param_groups)
+    trainer.fit()
+    assert [r["epoch"] for r in read_metrics(run)] == ["1", "2"]
+
+
 def test_encoder_lr_mult_zero_never_changes_the_encoder(kvasir: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     assert invoke("unet", kvasir, "--out", run, *TINY_UNET, *FAST, "--max-steps", "4",

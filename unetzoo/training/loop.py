@@ -42,7 +42,7 @@ from .data import (
     make_loader,
     open_training_dataset,
 )
-from .optim import ModelEMA, build_optimizer, build_scheduler
+from .optim import ModelEMA, build_optimizer, build_scheduler, implementation, restore_implementation
 from .report import Reporter
 from .run_folder import STATE_NAME, RunFolder, as_os_error
 from .setup import (
@@ -203,7 +203,9 @@ class Trainer:
                 folder.recover()
             acc.wait_for_everyone()
             checkpoint = folder.latest_checkpoint()
+            kernels = implementation(self.optimizer)
             acc.load_state(str(checkpoint))
+            restore_implementation(self.optimizer, kernels)
             self.state = TrainerState(**json.loads((checkpoint / STATE_NAME).read_text()))
             self.rows = [r for r in folder.read_metrics() if int(r["step"]) <= self.state.step]
             self.reporter.message(f"resuming {folder.path} from {checkpoint.name} (epoch {self.state.epoch + 1}, "

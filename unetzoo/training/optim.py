@@ -43,8 +43,8 @@ def fused_step(model: nn.Module) -> bool:
 
     A fused step updates each parameter in one pass instead of one elementwise pass per
     term of the update rule (five for AdamW), with the same result up to float rounding.
-    On one CPU thread it takes 27 ms instead of 93 ms for AdamW over ``unet_resnet34``'s
-    24 M parameters, 7 % of a training step at batch 8 and 128² (BENCHMARKS.md). It needs
+    On one CPU thread it takes 28 ms instead of 108 ms for AdamW over ``unet_resnet34``'s
+    24 M parameters (BENCHMARKS.md, "Optimizer step"). It needs
     every parameter to be a floating-point tensor on a device that has the kernels.
     """
     params = list(model.parameters())
@@ -55,7 +55,10 @@ def build_optimizer(model: nn.Module, config: FinetuneConfig) -> torch.optim.Opt
     """AdamW, Adam or SGD (Nesterov momentum) over :func:`parameter_groups`, fused where possible.
 
     Build it after the model is on its device: :func:`fused_step` reads where the
-    parameters are.
+    parameters are. SGD with momentum is not fused under fp16 loss scaling: when the
+    scaler skips the first step (an overflow, usual at its initial scale), torch's fused
+    SGD leaves the momentum buffers it has just allocated uninitialised and uses them from
+    the next step on.
     """
     groups = parameter_groups(model, config.lr, config.lr * config.encoder_lr_mult, config.weight_decay)
     fused = fused_step(model) or None  # None: torch's own choice (foreach on CUDA, a loop elsewhere)
@@ -63,8 +66,39 @@ def build_optimizer(model: nn.Module, config: FinetuneConfig) -> torch.optim.Opt
         return torch.optim.AdamW(groups, lr=config.lr, fused=fused)
     if config.optimizer == "adam":
         return torch.optim.Adam(groups, lr=config.lr, fused=fused)
+    if config.mixed_precision == "fp16" and config.momentum > 0:
+        fused = None
     return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.momentum > 0,
                            fused=fused)  # fmt: skip
+
+
+IMPLEMENTATION_KEYS = ("fused", "foreach")
+
+
+def implementation(optimizer: torch.optim.Optimizer) -> list[dict]:
+    """Each parameter group's choice of kernels (fused, foreach), to keep across a checkpoint load."""
+    return [{key: group.get(key) for key in IMPLEMENTATION_KEYS} for group in optimizer.param_groups]
+
+
+def restore_implementation(optimizer: torch.optim.Optimizer, built: list[dict]) -> None:
+    """Undo what ``load_state_dict`` changed of the kernels an optimizer was built with.
+
+    Loading a state dict takes every group setting from the checkpoint, ``fused`` included,
+    while torch fixes at construction whether the optimizer steps with a gradient scaler's
+    inputs: a checkpoint of an unfused optimizer (or a fused one loaded where fusing is off)
+    would leave the two disagreeing, and fp16 training would fail at its first step. The
+    step counters move to where the restored kernels keep them: on the parameter's device
+    when fused, on the CPU otherwise.
+    """
+    optimizer = getattr(optimizer, "optimizer", optimizer)  # Accelerate's wrapper
+    for group, kernels in zip(optimizer.param_groups, built, strict=True):
+        group.update(kernels)
+        on_device = bool(kernels.get("fused")) or bool(group.get("capturable"))
+        for param in group["params"]:
+            state = optimizer.state.get(param)
+            if state and torch.is_tensor(state.get("step")):
+                device = param.device if on_device else torch.device("cpu")
+                state["step"] = state["step"].to(device=device, dtype=torch.float32)
 
 
 class WarmupSchedule:
