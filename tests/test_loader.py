@@ -142,3 +142,44 @@ def test_the_training_loader_keeps_its_workers_and_augments_each_epoch_as_that_e
         expected = torch.stack([seeded[i]["image"] for i in order])
         assert torch.equal(images, expected)  # as the main process reads epoch `epoch`
     assert not torch.equal(epochs[0], epochs[1]) and torch.equal(epochs[1], epochs[2])
+
+
+# OpenCV's thread pool is started in the parent (a large resize), then a loader is made and
+# its worker calls cv2.setNumThreads, as a dataset plugin or a worker_init_fn may.
+OPENCV_IN_WORKER = """
+import cv2, numpy as np, torch
+from unetzoo.training.data import make_loader
+
+cv2.resize(np.zeros((3000, 3000, 3), np.uint8), (1500, 1500))
+
+
+class SetsThreads(torch.utils.data.Dataset):
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        cv2.setNumThreads(1)
+        return {"id": str(i), "image": torch.zeros(1, 4, 4), "mask": torch.zeros(1, 4, 4)}
+
+
+print(sum(len(b["image"]) for b in make_loader(SetsThreads(), 2, workers=1, pin_memory=False)))
+"""
+
+
+def test_a_worker_forked_after_opencv_started_its_threads_does_not_hang() -> None:
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    env.pop("OMP_NUM_THREADS", None)  # the default threads, as a user runs it
+    proc = subprocess.Popen([sys.executable, "-c", OPENCV_IN_WORKER], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)  # fmt: skip
+    try:
+        out, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)  # the hung worker too
+        proc.communicate()
+        pytest.fail("the worker hung in cv2.setNumThreads (no end within 120 s)")
+    assert proc.returncode == 0, err[-2000:]
+    assert out.split() == ["4"]

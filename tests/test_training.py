@@ -127,7 +127,8 @@ def test_frozen_encoder_stays_bit_identical_statistics_included(kvasir: Path, tm
 
 
 def test_loader_workers_change_nothing_but_speed(kvasir: Path, tmp_path: Path) -> None:
-    """Workers live through the run; every epoch still gets its own augmentation, as without workers."""
+    """Workers live through the run and change none of the weights. (That a persistent worker
+    augments each epoch as that epoch is checked in test_loader.)"""
     weights = []
     for workers in (0, 2):
         run = tmp_path / f"workers{workers}"
@@ -137,6 +138,18 @@ def test_loader_workers_change_nothing_but_speed(kvasir: Path, tmp_path: Path) -
         weights.append(load_file(run / "last" / "model.safetensors"))
         assert [r["step"] for r in read_metrics(run)] == ["4", "8", "12"]
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_a_trainer_validates_again_after_its_run_closed_the_workers(kvasir: Path, tmp_path: Path) -> None:
+    from unetzoo.training import FinetuneConfig, Trainer
+
+    config = FinetuneConfig(model="unet", data=str(kvasir), out=str(tmp_path / "run"), epochs=1, val=0.25,
+                            size="32x32", batch_size=2, workers=1, mixed_precision="no", samples=0,
+                            model_args={"encoder_channels": [4, 8, 8, 16], "bottleneck_channels": 16,
+                                        "decoder_channels": [8, 8, 8, 4]})  # fmt: skip
+    trainer = Trainer(config, overwrite=True, quiet=True)
+    best = trainer.fit().best_metrics
+    assert trainer.validate(trainer.model)["val_dice"] == pytest.approx(best["val_dice"])
 
 
 def test_a_checkpoint_of_an_unfused_optimizer_resumes_fused(kvasir: Path, tmp_path: Path) -> None:
