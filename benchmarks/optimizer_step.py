@@ -54,6 +54,7 @@ def main() -> None:
     results: dict[str, dict] = {}
     for name in OPTIMIZERS:
         contenders = {kind: optimizer(name, kind) for kind in KINDS}
+        parameters = sum(p.numel() for group in contenders["loop"].param_groups for p in group["params"])
         for opt in contenders.values():
             opt.step()  # untimed: allocates the state
         cpu: dict[str, list[float]] = {kind: [] for kind in KINDS}
@@ -74,7 +75,6 @@ def main() -> None:
             for kind in KINDS
         }  # fmt: skip
         print(name, {k: (v["cpu_ms"], v["loop_over_this"]) for k, v in results[name].items()}, flush=True)
-    parameters = sum(p.numel() for p in create_model("unet_resnet34", classes=1).parameters())
     report = {
         "what": "one optimizer step over unet_resnet34's parameters, loop vs foreach vs fused",
         "command": " ".join(["python benchmarks/optimizer_step.py", *sys.argv[1:]]),

@@ -167,18 +167,20 @@ print(sum(len(b["image"]) for b in make_loader(SetsThreads(), 2, workers=1, pin_
 
 
 def test_a_worker_forked_after_opencv_started_its_threads_does_not_hang() -> None:
+    import signal
     import subprocess
     import sys
 
-    repo = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": str(repo)}
+    from tests.training_utils import REPO
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("OMP_NUM_THREADS", None)  # the default threads, as a user runs it
     proc = subprocess.Popen([sys.executable, "-c", OPENCV_IN_WORKER], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)  # fmt: skip
     try:
         out, err = proc.communicate(timeout=120)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, 9)  # the hung worker too
+        os.killpg(proc.pid, signal.SIGKILL)  # the hung worker too
         proc.communicate()
         pytest.fail("the worker hung in cv2.setNumThreads (no end within 120 s)")
     assert proc.returncode == 0, err[-2000:]

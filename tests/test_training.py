@@ -13,7 +13,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import unetzoo
-from tests.training_utils import FAST, REPO, TINY_UNET, invoke, make_volumes, read_metrics
+from tests.training_utils import FAST, REPO, TINY_UNET, TINY_UNET_ARGS, invoke, make_volumes, read_metrics
 from unetzoo.data import open_dataset
 from unetzoo.data.augment import build_transform
 from unetzoo.data.torch_dataset import TorchDataset
@@ -115,8 +115,7 @@ def test_frozen_encoder_stays_bit_identical_statistics_included(kvasir: Path, tm
                     "--freeze-encoder-epochs", "1", "--lr", "0.01", "--weight-decay", "0.1")  # fmt: skip
     assert result.exit_code == 0, result.output
     torch.manual_seed(0)  # the run's seed: the same initial weights
-    args = {"encoder_channels": [4, 8, 8, 16], "bottleneck_channels": 16, "decoder_channels": [8, 8, 8, 4]}
-    initial = unetzoo.create_model("unet", classes=1, in_channels=3, **args).state_dict()
+    initial = unetzoo.create_model("unet", classes=1, in_channels=3, **TINY_UNET_ARGS).state_dict()
     after_one, after_two = (load_file(run / "checkpoints" / f"step_{s:09d}" / "model.safetensors") for s in (4, 8))
     encoder = [k for k in initial if k.startswith("encoder.")]
     assert any("running_mean" in k for k in encoder) and any("num_batches_tracked" in k for k in encoder)
@@ -145,8 +144,7 @@ def test_a_trainer_validates_again_after_its_run_closed_the_workers(kvasir: Path
 
     config = FinetuneConfig(model="unet", data=str(kvasir), out=str(tmp_path / "run"), epochs=1, val=0.25,
                             size="32x32", batch_size=2, workers=1, mixed_precision="no", samples=0,
-                            model_args={"encoder_channels": [4, 8, 8, 16], "bottleneck_channels": 16,
-                                        "decoder_channels": [8, 8, 8, 4]})  # fmt: skip
+                            model_args=dict(TINY_UNET_ARGS))  # fmt: skip
     trainer = Trainer(config, overwrite=True, quiet=True)
     best = trainer.fit().best_metrics
     assert trainer.validate(trainer.model)["val_dice"] == pytest.approx(best["val_dice"])
@@ -177,8 +175,7 @@ def test_encoder_lr_mult_zero_never_changes_the_encoder(kvasir: Path, tmp_path: 
     assert invoke("unet", kvasir, "--out", run, *TINY_UNET, *FAST, "--max-steps", "4",
                   "--encoder-lr-mult", "0").exit_code == 0  # fmt: skip
     torch.manual_seed(0)
-    args = {"encoder_channels": [4, 8, 8, 16], "bottleneck_channels": 16, "decoder_channels": [8, 8, 8, 4]}
-    initial = unetzoo.create_model("unet", classes=1, in_channels=3, **args).state_dict()
+    initial = unetzoo.create_model("unet", classes=1, in_channels=3, **TINY_UNET_ARGS).state_dict()
     last = load_file(run / "last" / "model.safetensors")
     assert all(torch.equal(last[k], initial[k]) for k in initial if k.startswith("encoder."))
 

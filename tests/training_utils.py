@@ -16,11 +16,10 @@ from unetzoo.cli import app
 
 REPO = Path(__file__).resolve().parents[1]
 # A U-Net a few hundred parameters wide: trains a step in milliseconds at 32×32.
-TINY_UNET = [
-    "--model-arg", "encoder_channels=[4,8,8,16]",
-    "--model-arg", "bottleneck_channels=16",
-    "--model-arg", "decoder_channels=[8,8,8,4]",
-]  # fmt: skip
+TINY_UNET_ARGS = {"encoder_channels": [4, 8, 8, 16], "bottleneck_channels": 16, "decoder_channels": [8, 8, 8, 4]}
+# The same as finetune options: --model-arg encoder_channels=[4,8,8,16] ...
+TINY_UNET = [part for key, value in TINY_UNET_ARGS.items()
+             for part in ("--model-arg", f"{key}={value}".replace(" ", ""))]  # fmt: skip
 FAST = ["--size", "32x32", "--batch-size", "2", "--workers", "0", "--mixed-precision", "no", "--quiet",
         "--samples", "2"]  # fmt: skip
 
